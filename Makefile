@@ -1,0 +1,51 @@
+# intercom: build, test and run the door station firmware.
+GO       ?= go
+BIN      := bin/intercom
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+DEB_PKGS := kamailio baresip-core sip-tester sox portaudio19-dev tshark
+TONE     := examples/test-tone.wav
+
+.PHONY: all build deps run test unit e2e vet bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/intercom
+
+# deps installs the Debian packages the tests and the demo use; as a normal
+# user it only says what to install.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "deps: all installed"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: missing:$$missing"; echo "deps: install with: sudo apt-get install$$missing"; exit 1; fi
+
+$(TONE):
+	@command -v sox >/dev/null || { echo "sox is needed for the demo tone: sudo apt-get install sox"; exit 1; }
+	sox -n -r 8000 -c 1 -b 16 $@ synth 3 sine 440 gain -6
+
+run: build $(TONE)
+	./$(BIN) run -config examples/sim.yaml
+
+vet:
+	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) build ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+# e2e runs the real peers (kamailio, baresip, sipp); INTERCOM_E2E=1 makes a
+# missing peer a failure instead of a skip.
+e2e:
+	INTERCOM_E2E=1 $(GO) test -race -count=1 -timeout 15m ./e2e/...
+
+test: deps vet unit e2e
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin $(TONE)

@@ -1,0 +1,346 @@
+// Package api serves the door station's local HTTP API (DESIGN §5): status,
+// commands, Server-Sent Events and Prometheus metrics.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Errors a Station returns so that the API can pick the HTTP status.
+var (
+	ErrNotFound   = errors.New("not found")
+	ErrBadRequest = errors.New("bad request")
+	ErrConflict   = errors.New("conflict")
+)
+
+// maxBody bounds request bodies; every command body is a few bytes of JSON.
+const maxBody = 4 << 10
+
+// Station is what the API drives and reports on.
+type Station interface {
+	Status(ctx context.Context) (Status, error)
+	PressButton(ctx context.Context, name string) error
+	PulseRelay(ctx context.Context, name string, d time.Duration) error
+	Call(ctx context.Context, uri string) error
+	Hangup(ctx context.Context) error
+	SetSimPin(ctx context.Context, pin string, high bool) error
+	Subscribe() (events <-chan Event, cancel func())
+	WriteMetrics(ctx context.Context, w io.Writer) error
+}
+
+// Status is the document of GET /api/v1/status.
+type Status struct {
+	Version      string                 `json:"version"`
+	Uptime       string                 `json:"uptime"`
+	Registration Registration           `json:"registration"`
+	Call         CallStatus             `json:"call"`
+	Relays       map[string]RelayStatus `json:"relays"`
+	Inputs       map[string]InputStatus `json:"inputs"`
+	Buttons      map[string]InputStatus `json:"buttons"`
+	LEDs         map[string]string      `json:"leds"`
+	Door         DoorStatus             `json:"door"`
+}
+
+// Registration is the SIP registration part of Status.
+type Registration struct {
+	State     string `json:"state"`
+	Registrar string `json:"registrar"`
+	ExpiresIn string `json:"expires_in"`
+	Error     string `json:"error,omitempty"`
+}
+
+// CallStatus is the call part of Status.
+type CallStatus struct {
+	State  string `json:"state"`
+	Remote string `json:"remote"`
+	Since  string `json:"since"`
+}
+
+// RelayStatus reports one relay.
+type RelayStatus struct {
+	Active bool   `json:"active"`
+	Cycles uint64 `json:"cycles"`
+}
+
+// InputStatus reports one debounced input or button.
+type InputStatus struct {
+	Active bool `json:"active"`
+}
+
+// DoorStatus reports the code lock.
+type DoorStatus struct {
+	LockedOut  bool   `json:"locked_out"`
+	LockoutFor string `json:"lockout_remaining,omitempty"`
+}
+
+// Event is one message of GET /api/v1/events.
+type Event struct {
+	Type string
+	Time time.Time
+	Data map[string]any
+}
+
+// MarshalJSON flattens Data beside "type" and "time".
+func (e Event) MarshalJSON() ([]byte, error) {
+	m := make(map[string]any, len(e.Data)+2)
+	for k, v := range e.Data {
+		m[k] = v
+	}
+	m["type"] = e.Type
+	m["time"] = e.Time.UTC().Format(time.RFC3339Nano)
+	return json.Marshal(m)
+}
+
+// Config configures the handler.
+type Config struct {
+	Station Station
+	// Token, when set, is required as "Authorization: Bearer TOKEN".
+	Token  string
+	Logger *slog.Logger
+}
+
+// Handler returns the API's HTTP handler.
+func Handler(cfg Config) http.Handler {
+	h := &handler{st: cfg.Station, token: []byte(cfg.Token), log: cfg.Logger}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/status", h.status)
+	mux.HandleFunc("POST /api/v1/buttons/{name}/press", h.press)
+	mux.HandleFunc("POST /api/v1/relays/{name}/pulse", h.pulse)
+	mux.HandleFunc("POST /api/v1/call", h.call)
+	mux.HandleFunc("POST /api/v1/hangup", h.hangup)
+	mux.HandleFunc("GET /api/v1/events", h.events)
+	mux.HandleFunc("POST /api/v1/sim/pins/{pin}", h.simPin)
+	mux.HandleFunc("GET /metrics", h.metrics)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return h.auth(mux)
+}
+
+type handler struct {
+	st    Station
+	token []byte
+	log   *slog.Logger
+}
+
+func (h *handler) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(h.token) > 0 {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), h.token) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="intercom"`)
+				writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *handler) status(w http.ResponseWriter, r *http.Request) {
+	st, err := h.st.Status(r.Context())
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *handler) press(w http.ResponseWriter, r *http.Request) {
+	if err := h.st.PressButton(r.Context(), r.PathValue("name")); err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"result": "pressed"})
+}
+
+func (h *handler) pulse(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Duration string `json:"duration"`
+	}
+	if err := decodeBody(r, &body, true); err != nil {
+		h.fail(w, err)
+		return
+	}
+	var d time.Duration
+	if body.Duration != "" {
+		var err error
+		d, err = time.ParseDuration(body.Duration)
+		if err != nil || d <= 0 {
+			h.fail(w, fmt.Errorf("duration %q: must be a positive Go duration such as \"3s\": %w", body.Duration, ErrBadRequest))
+			return
+		}
+	}
+	if err := h.st.PulseRelay(r.Context(), r.PathValue("name"), d); err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"result": "pulsed"})
+}
+
+func (h *handler) call(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		URI string `json:"uri"`
+	}
+	if err := decodeBody(r, &body, false); err != nil {
+		h.fail(w, err)
+		return
+	}
+	if !strings.HasPrefix(body.URI, "sip:") && !strings.HasPrefix(body.URI, "sips:") {
+		h.fail(w, fmt.Errorf("uri %q: must be a sip: or sips: URI: %w", body.URI, ErrBadRequest))
+		return
+	}
+	if err := h.st.Call(r.Context(), body.URI); err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"result": "calling"})
+}
+
+func (h *handler) hangup(w http.ResponseWriter, r *http.Request) {
+	if err := h.st.Hangup(r.Context()); err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"result": "hung up"})
+}
+
+func (h *handler) simPin(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Level string `json:"level"`
+	}
+	if err := decodeBody(r, &body, false); err != nil {
+		h.fail(w, err)
+		return
+	}
+	var high bool
+	switch strings.ToLower(body.Level) {
+	case "high":
+		high = true
+	case "low":
+	default:
+		h.fail(w, fmt.Errorf("level %q: must be \"low\" or \"high\": %w", body.Level, ErrBadRequest))
+		return
+	}
+	if err := h.st.SetSimPin(r.Context(), r.PathValue("pin"), high); err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"pin": r.PathValue("pin"), "level": strings.ToLower(body.Level)})
+}
+
+func (h *handler) events(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "streaming unsupported")
+		return
+	}
+	events, cancel := h.st.Subscribe()
+	defer cancel()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	// A comment line first so clients see the stream open before any event.
+	_, _ = io.WriteString(w, ": intercom events\n\n")
+	flusher.Flush()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-keepalive.C:
+			if _, err := io.WriteString(w, ": keepalive\n\n"); err != nil {
+				return
+			}
+			flusher.Flush()
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			data, err := json.Marshal(ev)
+			if err != nil {
+				h.log.Error("encode event", "type", ev.Type, "err", err)
+				continue
+			}
+			if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Type, data); err != nil {
+				return
+			}
+			flusher.Flush()
+		}
+	}
+}
+
+func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if err := h.st.WriteMetrics(r.Context(), w); err != nil {
+		h.log.Warn("write metrics", "err", err)
+	}
+}
+
+func (h *handler) fail(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrBadRequest):
+		code = http.StatusBadRequest
+	case errors.Is(err, ErrConflict):
+		code = http.StatusConflict
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		code = http.StatusServiceUnavailable
+	}
+	if code == http.StatusInternalServerError {
+		h.log.Error("api request failed", "err", err)
+	}
+	writeError(w, code, err.Error())
+}
+
+// decodeBody reads a small JSON object strictly; an empty body is accepted
+// only when optional is set.
+func decodeBody(r *http.Request, v any, optional bool) error {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return fmt.Errorf("read body: %v: %w", err, ErrBadRequest)
+	}
+	if len(data) > maxBody {
+		return fmt.Errorf("body larger than %d bytes: %w", maxBody, ErrBadRequest)
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		if optional {
+			return nil
+		}
+		return fmt.Errorf("empty body, expected a JSON object: %w", ErrBadRequest)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("body: %v: %w", err, ErrBadRequest)
+	}
+	if dec.More() {
+		return fmt.Errorf("body: trailing data after the JSON object: %w", ErrBadRequest)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

@@ -1,0 +1,220 @@
+// Package config is the door station's configuration file (DESIGN §4): its
+// schema, its defaults and its validation, with every error naming the file,
+// the line and the key path so that `intercom config check` can point at it.
+package config
+
+import "time"
+
+// Config is the whole configuration file. The yaml tags are the key names of
+// DESIGN §4 and are part of the product's contract.
+type Config struct {
+	Device       Device       `yaml:"device"`
+	SIP          SIP          `yaml:"sip"`
+	Calls        Calls        `yaml:"calls"`
+	GPIO         GPIO         `yaml:"gpio"`
+	Buttons      []Button     `yaml:"buttons"`
+	Relays       []Relay      `yaml:"relays"`
+	Inputs       []Input      `yaml:"inputs"`
+	LEDs         []LED        `yaml:"leds"`
+	Door         Door         `yaml:"door"`
+	Audio        Audio        `yaml:"audio"`
+	API          API          `yaml:"api"`
+	Provisioning Provisioning `yaml:"provisioning"`
+}
+
+// Device identifies the door station.
+type Device struct {
+	Name string `yaml:"name"`
+}
+
+// SIP configures the user agent. An empty Registrar means peer-to-peer: no
+// registration, calls go straight to the URIs.
+type SIP struct {
+	Transport     string `yaml:"transport"` // udp | tcp | tls
+	Listen        string `yaml:"listen"`    // host:port
+	Registrar     string `yaml:"registrar"`
+	OutboundProxy string `yaml:"outbound_proxy"`
+	User          string `yaml:"user"`
+	// AuthUser is set to User by Parse when the file leaves it empty.
+	AuthUser        string        `yaml:"auth_user"`
+	Password        string        `yaml:"password"`
+	DisplayName     string        `yaml:"display_name"`
+	RegisterExpires time.Duration `yaml:"register_expires"`
+	Keepalive       time.Duration `yaml:"keepalive"` // 0 disables
+}
+
+// Calls holds the call policy.
+type Calls struct {
+	RingTimeout         time.Duration `yaml:"ring_timeout"`
+	MaxDuration         time.Duration `yaml:"max_duration"`
+	ButtonDuringCall    string        `yaml:"button_during_call"`     // hangup | ignore
+	HangupAfterDoorOpen time.Duration `yaml:"hangup_after_door_open"` // 0 disables
+	AutoAnswer          AutoAnswer    `yaml:"auto_answer"`
+}
+
+// AutoAnswer decides which incoming calls the door answers by itself.
+type AutoAnswer struct {
+	Enabled bool          `yaml:"enabled"`
+	Delay   time.Duration `yaml:"delay"`
+	// Allow holds caller URI patterns for MatchURI. Empty: only requests
+	// from the registrar or outbound proxy address (DESIGN §6).
+	Allow []string `yaml:"allow"`
+}
+
+// GPIO selects the pin driver.
+type GPIO struct {
+	Driver string `yaml:"driver"` // auto | sim
+}
+
+// Button is a push button that calls the URIs in Call.
+type Button struct {
+	Name     string        `yaml:"name"`
+	Pin      string        `yaml:"pin"`
+	Active   string        `yaml:"active"` // low | high
+	Pull     string        `yaml:"pull"`   // up | down | none
+	Debounce time.Duration `yaml:"debounce"`
+	Call     []string      `yaml:"call"` // sip: or sips: URIs
+	Ring     string        `yaml:"ring"` // parallel | sequential
+}
+
+// Relay is an output that opens a door. MaxOn is the hard limit the relay
+// driver enforces whatever the call logic asks for.
+type Relay struct {
+	Name   string        `yaml:"name"`
+	Pin    string        `yaml:"pin"`
+	Active string        `yaml:"active"` // low | high
+	Pulse  time.Duration `yaml:"pulse"`
+	MaxOn  time.Duration `yaml:"max_on"`
+}
+
+// Input is a contact such as a door sensor, an exit button or a tamper switch.
+type Input struct {
+	Name   string `yaml:"name"`
+	Pin    string `yaml:"pin"`
+	Active string `yaml:"active"` // low | high
+	Pull   string `yaml:"pull"`   // up | down | none
+	// Role is door_sensor, exit_button, tamper or generic; Parse turns an
+	// empty role into generic.
+	Role string `yaml:"role"`
+}
+
+// LED is a status light.
+type LED struct {
+	Name   string `yaml:"name"`
+	Pin    string `yaml:"pin"`
+	Active string `yaml:"active"` // low | high
+}
+
+// Door holds the codes that open the door over DTMF.
+type Door struct {
+	Codes   []Code   `yaml:"codes"`
+	DTMF    []string `yaml:"dtmf"` // rfc4733 | sip_info; never in-band
+	Lockout Lockout  `yaml:"lockout"`
+}
+
+// Code pulses Relay when keyed during a call.
+type Code struct {
+	// Code is kept exactly as written: digits 0-9 and '*', optionally ended
+	// by one '#', which the caller may key to terminate the code. The code
+	// matcher treats a trailing '#' as that terminator.
+	Code  string `yaml:"code"`
+	Relay string `yaml:"relay"` // name of a Relay
+}
+
+// Lockout stops accepting codes for For after After wrong codes.
+type Lockout struct {
+	After int           `yaml:"after"`
+	For   time.Duration `yaml:"for"`
+}
+
+// Audio selects the sound backend and the media parameters.
+type Audio struct {
+	Backend string `yaml:"backend"` // portaudio | file | null
+	// Input and Output are device names, or WAV paths for the file backend.
+	Input         string        `yaml:"input"`
+	Output        string        `yaml:"output"`
+	Codecs        []string      `yaml:"codecs"` // PCMU | PCMA, in order of preference
+	Ptime         time.Duration `yaml:"ptime"`
+	Jitter        Jitter        `yaml:"jitter"`
+	MicGainDB     float64       `yaml:"mic_gain_db"`
+	SpeakerGainDB float64       `yaml:"speaker_gain_db"`
+}
+
+// Jitter bounds the jitter buffer's delay.
+type Jitter struct {
+	Min time.Duration `yaml:"min"`
+	Max time.Duration `yaml:"max"`
+}
+
+// API configures the local HTTP API. An empty Listen disables it.
+type API struct {
+	Listen string `yaml:"listen"`
+	Token  string `yaml:"token"` // required when Listen is not loopback
+}
+
+// Provisioning configures fetching the configuration over HTTP(S). An
+// empty URL disables it.
+type Provisioning struct {
+	URL      string        `yaml:"url"`
+	Interval time.Duration `yaml:"interval"`
+}
+
+// Default returns the configuration of an empty file: the values Parse uses
+// for every key the file leaves out.
+func Default() *Config {
+	return &Config{
+		SIP: SIP{
+			Transport:       "udp",
+			Listen:          "0.0.0.0:5060",
+			RegisterExpires: 300 * time.Second,
+			Keepalive:       25 * time.Second,
+		},
+		Calls: Calls{
+			RingTimeout:         30 * time.Second,
+			MaxDuration:         3 * time.Minute,
+			ButtonDuringCall:    "hangup",
+			HangupAfterDoorOpen: 10 * time.Second,
+			AutoAnswer:          AutoAnswer{Enabled: true},
+		},
+		GPIO: GPIO{Driver: "auto"},
+		Door: Door{
+			DTMF:    []string{"rfc4733", "sip_info"},
+			Lockout: Lockout{After: 3, For: 5 * time.Minute},
+		},
+		Audio: Audio{
+			Backend: "portaudio",
+			Input:   "default",
+			Output:  "default",
+			Codecs:  []string{"PCMU", "PCMA"},
+			Ptime:   20 * time.Millisecond,
+			Jitter:  Jitter{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+		},
+		API:          API{Listen: "127.0.0.1:8080"},
+		Provisioning: Provisioning{Interval: time.Hour},
+	}
+}
+
+// defaulter is implemented by list elements whose missing keys have
+// defaults; the decoder calls it on each new element before decoding it.
+type defaulter interface{ setDefaults() }
+
+var (
+	_ defaulter = (*Button)(nil)
+	_ defaulter = (*Relay)(nil)
+	_ defaulter = (*Input)(nil)
+	_ defaulter = (*LED)(nil)
+)
+
+func (b *Button) setDefaults() {
+	*b = Button{Active: "low", Pull: "up", Debounce: 30 * time.Millisecond, Ring: "parallel"}
+}
+
+func (r *Relay) setDefaults() {
+	*r = Relay{Active: "high", Pulse: 3 * time.Second, MaxOn: 10 * time.Second}
+}
+
+func (in *Input) setDefaults() {
+	*in = Input{Active: "low", Pull: "up", Role: "generic"}
+}
+
+func (l *LED) setDefaults() { *l = LED{Active: "high"} }

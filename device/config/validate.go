@@ -1,0 +1,377 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// normalize fills in the defaults that depend on other values.
+func (c *Config) normalize() {
+	if c.SIP.AuthUser == "" {
+		c.SIP.AuthUser = c.SIP.User
+	}
+	for i := range c.Inputs {
+		if c.Inputs[i].Role == "" {
+			c.Inputs[i].Role = "generic"
+		}
+	}
+}
+
+func (d *decoder) validate(c *Config) {
+	d.validateSIP(&c.SIP)
+	d.validateCalls(&c.Calls)
+	d.oneOf("gpio.driver", c.GPIO.Driver, "auto", "sim")
+	d.validatePins(c)
+	d.validateDoor(c)
+	d.validateAudio(&c.Audio)
+	d.validateAPI(&c.API)
+	d.validateProvisioning(&c.Provisioning)
+}
+
+func (d *decoder) validateSIP(s *SIP) {
+	d.oneOf("sip.transport", s.Transport, "udp", "tcp", "tls")
+	if err := checkHostPort(s.Listen); err != nil {
+		d.errf("sip.listen", "%v", err)
+	}
+	if s.Registrar != "" && s.User == "" {
+		d.errf("sip.user", "required when sip.registrar is set")
+	}
+	// Expires is a whole number of seconds (RFC 3261 §20.19).
+	if s.RegisterExpires < time.Second {
+		d.errf("sip.register_expires", "must be at least 1s, got %v", s.RegisterExpires)
+	}
+	d.nonNegative("sip.keepalive", s.Keepalive)
+}
+
+func (d *decoder) validateCalls(c *Calls) {
+	d.positive("calls.ring_timeout", c.RingTimeout)
+	d.positive("calls.max_duration", c.MaxDuration)
+	d.oneOf("calls.button_during_call", c.ButtonDuringCall, "hangup", "ignore")
+	d.nonNegative("calls.hangup_after_door_open", c.HangupAfterDoorOpen)
+	d.nonNegative("calls.auto_answer.delay", c.AutoAnswer.Delay)
+	for i, p := range c.AutoAnswer.Allow {
+		if err := checkPattern(p); err != nil {
+			d.errf(fmt.Sprintf("calls.auto_answer.allow[%d]", i), "%v", err)
+		}
+	}
+}
+
+// validatePins checks buttons, relays, inputs and LEDs: names unique per
+// kind, each pin used once across all kinds.
+func (d *decoder) validatePins(c *Config) {
+	pins := map[string]string{} // upper-case pin -> path of its first use
+	pin := func(path, p string) {
+		switch {
+		case p == "":
+			d.errf(path, "required")
+		case pins[strings.ToUpper(p)] != "":
+			d.errf(path, "pin %s is already used by %s", p, pins[strings.ToUpper(p)])
+		default:
+			pins[strings.ToUpper(p)] = path
+		}
+	}
+	names := func(kind string, n int, name func(i int) string) {
+		seen := map[string]bool{}
+		for i := range n {
+			path := fmt.Sprintf("%s[%d].name", kind, i)
+			switch nm := name(i); {
+			case nm == "":
+				d.errf(path, "required")
+			case !validName(nm):
+				d.errf(path, "%q: use letters, digits, '_', '-' and '.' only (names appear in API paths)", nm)
+			case seen[nm]:
+				d.errf(path, "%q is used by another entry in %s", nm, kind)
+			default:
+				seen[nm] = true
+			}
+		}
+	}
+
+	names("buttons", len(c.Buttons), func(i int) string { return c.Buttons[i].Name })
+	for i, b := range c.Buttons {
+		p := fmt.Sprintf("buttons[%d]", i)
+		pin(p+".pin", b.Pin)
+		d.oneOf(p+".active", b.Active, "low", "high")
+		d.oneOf(p+".pull", b.Pull, "up", "down", "none")
+		d.nonNegative(p+".debounce", b.Debounce)
+		if len(b.Call) == 0 {
+			d.errf(p+".call", "at least one sip: or sips: URI is required")
+		}
+		for j, uri := range b.Call {
+			if err := checkURI(uri); err != nil {
+				d.errf(fmt.Sprintf("%s.call[%d]", p, j), "%v", err)
+			}
+		}
+		d.oneOf(p+".ring", b.Ring, "parallel", "sequential")
+	}
+
+	names("relays", len(c.Relays), func(i int) string { return c.Relays[i].Name })
+	for i, r := range c.Relays {
+		p := fmt.Sprintf("relays[%d]", i)
+		pin(p+".pin", r.Pin)
+		d.oneOf(p+".active", r.Active, "low", "high")
+		d.positive(p+".max_on", r.MaxOn)
+		switch {
+		case r.Pulse <= 0:
+			d.errf(p+".pulse", "must be positive, got %v", r.Pulse)
+		case r.MaxOn > 0 && r.Pulse > r.MaxOn:
+			d.errf(p+".pulse", "%v exceeds max_on %v", r.Pulse, r.MaxOn)
+		}
+	}
+
+	names("inputs", len(c.Inputs), func(i int) string { return c.Inputs[i].Name })
+	for i, in := range c.Inputs {
+		p := fmt.Sprintf("inputs[%d]", i)
+		pin(p+".pin", in.Pin)
+		d.oneOf(p+".active", in.Active, "low", "high")
+		d.oneOf(p+".pull", in.Pull, "up", "down", "none")
+		d.oneOf(p+".role", in.Role, "door_sensor", "exit_button", "tamper", "generic")
+	}
+
+	names("leds", len(c.LEDs), func(i int) string { return c.LEDs[i].Name })
+	for i, l := range c.LEDs {
+		p := fmt.Sprintf("leds[%d]", i)
+		pin(p+".pin", l.Pin)
+		d.oneOf(p+".active", l.Active, "low", "high")
+	}
+}
+
+func (d *decoder) validateDoor(c *Config) {
+	relays := make([]string, len(c.Relays))
+	for i, r := range c.Relays {
+		relays[i] = r.Name
+	}
+	seen := map[string]int{}
+	for i, code := range c.Door.Codes {
+		p := fmt.Sprintf("door.codes[%d]", i)
+		// Messages never repeat a code: they end up in logs (DESIGN §6).
+		if err := checkCode(code.Code); err != nil {
+			d.errf(p+".code", "%v", err)
+		} else if j, dup := seen[strings.TrimSuffix(code.Code, "#")]; dup {
+			d.errf(p+".code", "same code as door.codes[%d]", j)
+		} else {
+			seen[strings.TrimSuffix(code.Code, "#")] = i
+		}
+		switch {
+		case code.Relay == "":
+			d.errf(p+".relay", "required")
+		case !slices.Contains(relays, code.Relay):
+			d.errf(p+".relay", "no relay named %q (relays: %s)", code.Relay, strings.Join(relays, ", "))
+		}
+	}
+	for i, m := range c.Door.DTMF {
+		p := fmt.Sprintf("door.dtmf[%d]", i)
+		switch strings.ToLower(m) {
+		case "inband", "in-band", "in_band":
+			d.errf(p, "in-band DTMF never unlocks the door (anyone near the phone can play tones); use rfc4733 or sip_info")
+		default:
+			d.oneOf(p, m, "rfc4733", "sip_info")
+		}
+	}
+	if len(c.Door.Codes) > 0 && len(c.Door.DTMF) == 0 {
+		d.errf("door.dtmf", "empty: the door codes could never be keyed; use rfc4733 and/or sip_info")
+	}
+	if c.Door.Lockout.After < 1 {
+		d.errf("door.lockout.after", "must be at least 1, got %d", c.Door.Lockout.After)
+	}
+	d.positive("door.lockout.for", c.Door.Lockout.For)
+}
+
+func (d *decoder) validateAudio(a *Audio) {
+	d.oneOf("audio.backend", a.Backend, "portaudio", "file", "null")
+	if a.Backend == "file" {
+		for _, f := range []struct{ path, value, what string }{
+			{"audio.input", a.Input, "a WAV file to play (looped)"},
+			{"audio.output", a.Output, "a WAV file to write"},
+		} {
+			if f.value == "" || f.value == "default" {
+				d.errf(f.path, "the file backend needs the path of %s", f.what)
+			}
+		}
+	}
+	if len(a.Codecs) == 0 {
+		d.errf("audio.codecs", "at least one codec is required (PCMU, PCMA)")
+	}
+	for i, c := range a.Codecs {
+		p := fmt.Sprintf("audio.codecs[%d]", i)
+		if j := slices.Index(a.Codecs[:i], c); j >= 0 {
+			d.errf(p, "%s is listed twice", c)
+			continue
+		}
+		d.oneOf(p, c, "PCMU", "PCMA")
+	}
+	if a.Ptime < 10*time.Millisecond || a.Ptime > 40*time.Millisecond || a.Ptime%(10*time.Millisecond) != 0 {
+		d.errf("audio.ptime", "must be 10ms, 20ms, 30ms or 40ms, got %v", a.Ptime)
+	}
+	d.nonNegative("audio.jitter.min", a.Jitter.Min)
+	d.positive("audio.jitter.max", a.Jitter.Max)
+	if a.Jitter.Min > a.Jitter.Max && a.Jitter.Max > 0 {
+		d.errf("audio.jitter.min", "%v exceeds audio.jitter.max %v", a.Jitter.Min, a.Jitter.Max)
+	}
+	// Beyond ±60 dB is a typo, not a gain: it clips or silences everything.
+	for _, g := range []struct {
+		path string
+		db   float64
+	}{{"audio.mic_gain_db", a.MicGainDB}, {"audio.speaker_gain_db", a.SpeakerGainDB}} {
+		if g.db < -60 || g.db > 60 {
+			d.errf(g.path, "must be between -60 and 60 dB, got %v", g.db)
+		}
+	}
+}
+
+func (d *decoder) validateAPI(a *API) {
+	if a.Listen == "" {
+		return
+	}
+	if err := checkHostPort(a.Listen); err != nil {
+		d.errf("api.listen", "%v", err)
+		return
+	}
+	if a.Token == "" && !isLoopback(a.Listen) {
+		d.errf("api.listen", "%q is not a loopback address: set api.token", a.Listen)
+	}
+}
+
+func (d *decoder) validateProvisioning(p *Provisioning) {
+	if p.URL != "" {
+		u, err := url.Parse(p.URL)
+		switch {
+		case err != nil:
+			// url.Parse quotes the URL, which may hold a password.
+			d.errf("provisioning.url", "not a valid URL")
+		case u.Scheme != "http" && u.Scheme != "https":
+			d.errf("provisioning.url", "scheme must be https or http, got %q", u.Scheme)
+		case u.Host == "":
+			d.errf("provisioning.url", "has no host")
+		}
+	}
+	d.positive("provisioning.interval", p.Interval)
+}
+
+func (d *decoder) oneOf(path, value string, allowed ...string) {
+	if !slices.Contains(allowed, value) {
+		d.errf(path, "%q is not one of %s", value, strings.Join(allowed, ", "))
+	}
+}
+
+func (d *decoder) positive(path string, v time.Duration) {
+	if v <= 0 {
+		d.errf(path, "must be positive, got %v", v)
+	}
+}
+
+func (d *decoder) nonNegative(path string, v time.Duration) {
+	if v < 0 {
+		d.errf(path, "must not be negative, got %v", v)
+	}
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return s != "" && s != "." && s != ".."
+}
+
+// checkHostPort accepts host:port where host is empty (all addresses), an
+// IP address or a host name, and port is a number.
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: invalid port %q", s, port)
+	}
+	if host == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if !validHostname(host) {
+		return fmt.Errorf("%q: invalid host %q", s, host)
+	}
+	return nil
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isLoopback reports whether a valid host:port only listens on loopback.
+func isLoopback(hostport string) bool {
+	host, _, _ := net.SplitHostPort(hostport)
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// checkCode accepts digits 0-9 and '*', optionally ended by one '#'. The
+// error never quotes the code.
+func checkCode(code string) error {
+	body := strings.TrimSuffix(code, "#")
+	if body == "" {
+		return fmt.Errorf("empty code")
+	}
+	digits := 0
+	for _, r := range body {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case r == '*':
+		case r == '#':
+			return fmt.Errorf("'#' may only end a code")
+		default:
+			return fmt.Errorf("invalid character: use digits 0-9, * and a trailing #")
+		}
+	}
+	if digits == 0 {
+		return fmt.Errorf("needs at least one digit 0-9")
+	}
+	return nil
+}
+
+// checkURI accepts a sip: or sips: URI with a host.
+func checkURI(s string) error {
+	u, ok := parseURI(s)
+	if !ok || strings.ContainsAny(s, " \t\r\n<>") {
+		return fmt.Errorf("%q is not a sip: or sips: URI", s)
+	}
+	if strings.Contains(u.user+u.host+u.port, "*") {
+		return fmt.Errorf("%q: wildcards are not allowed here", s)
+	}
+	return nil
+}
+
+// checkPattern accepts what MatchURI understands: a sip: or sips: URI with a
+// host, where '*' may stand for any run of characters.
+func checkPattern(s string) error {
+	if _, ok := parseURI(s); !ok || strings.ContainsAny(s, " \t\r\n<>;?") {
+		return fmt.Errorf("%q is not a sip: or sips: URI pattern such as sip:*@pbx.example.com", s)
+	}
+	return nil
+}
