@@ -1,0 +1,413 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"intercom/media/jitter"
+)
+
+// JitterConfig bounds the receive delay: playout starts once Min of audio
+// is buffered, and never more than Max is held.
+type JitterConfig struct {
+	Min, Max time.Duration
+}
+
+// SessionConfig is what a call's media is set up with, usually straight
+// from the SDP answer.
+type SessionConfig struct {
+	Conn   *net.UDPConn   // from ListenRTP; the Session closes it
+	Remote netip.AddrPort // where RTP goes; packets from other IPs are ignored
+	Codec  Codec          // PCMU or PCMA, with the negotiated payload type
+	// DTMFPayloadType is the negotiated telephone-event payload type; 0
+	// means none was negotiated (0 is never a dynamic payload type).
+	DTMFPayloadType uint8
+	Ptime           time.Duration // frame length; 0 => 20ms (RFC 3551 §4.5)
+	Source          Source        // microphone; owned by the caller
+	Sink            Sink          // speaker; owned by the caller
+	Jitter          JitterConfig  // zero fields => Min 20ms, Max 200ms
+	// OnDigit is called once per received RFC 4733 key press, from the
+	// receiving goroutine: it must not block.
+	OnDigit func(digit rune)
+	Logger  *slog.Logger
+}
+
+// Stats counts a session's traffic. Byte counts are RTP payload octets, as
+// in RTCP sender reports (RFC 3550 §6.4.1).
+type Stats struct {
+	PacketsSent     uint64
+	BytesSent       uint64
+	SendErrors      uint64 // packets the socket refused
+	PacketsReceived uint64 // RTP packets accepted: audio and telephone-events
+	BytesReceived   uint64
+	PacketsLost     uint64 // audio missing at its playout time
+	PacketsLate     uint64 // audio arriving after its playout time
+	Duplicates      uint64 // audio packets received twice
+	Discarded       uint64 // audio dropped unplayed to keep the delay within Jitter.Max
+	Malformed       uint64 // undecodable RTP or telephone-event payloads
+	Ignored         uint64 // from another IP, or with a payload type not negotiated
+	DTMF            uint64 // key presses reported through OnDigit
+}
+
+// maxPacket is the buffer for one datagram: an Ethernet MTU, far more than
+// a G.711 packet of any usual ptime.
+const maxPacket = 1500
+
+// Session sends and receives one call's RTP.
+type Session struct {
+	cfg    SessionConfig
+	codec  Codec
+	format Format
+	log    *slog.Logger
+	ran    atomic.Bool
+
+	mu sync.Mutex // the jitter buffer, shared by receiver and playout
+	jb *jitter.Buffer
+
+	snd sender
+	rcv receiver
+	ply playout
+
+	sent, sentBytes, sendErrors               atomic.Uint64
+	received, receivedBytes, lost, late, dups atomic.Uint64
+	malformed, ignored, digits                atomic.Uint64
+}
+
+// NewSession checks cfg and prepares a session; Run starts it.
+func NewSession(cfg SessionConfig) (*Session, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("media: session: no Conn")
+	}
+	if !cfg.Remote.IsValid() || cfg.Remote.Port() == 0 {
+		return nil, fmt.Errorf("media: session: invalid remote address %v", cfg.Remote)
+	}
+	codec, ok := CodecByName(cfg.Codec.Name)
+	if !ok {
+		return nil, fmt.Errorf("media: session: unsupported codec %q", cfg.Codec.Name)
+	}
+	if cfg.Codec.PayloadType > 127 {
+		return nil, fmt.Errorf("media: session: invalid payload type %d", cfg.Codec.PayloadType)
+	}
+	codec.PayloadType = cfg.Codec.PayloadType
+	if cfg.DTMFPayloadType > 127 || (cfg.DTMFPayloadType != 0 && cfg.DTMFPayloadType == codec.PayloadType) {
+		return nil, fmt.Errorf("media: session: invalid telephone-event payload type %d", cfg.DTMFPayloadType)
+	}
+	if cfg.Source == nil || cfg.Sink == nil {
+		return nil, errors.New("media: session: Source and Sink are required")
+	}
+	if cfg.Ptime == 0 {
+		cfg.Ptime = 20 * time.Millisecond
+	}
+	format, err := FormatForPtime(cfg.Ptime)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Jitter.Min == 0 {
+		cfg.Jitter.Min = 20 * time.Millisecond
+	}
+	if cfg.Jitter.Max == 0 {
+		cfg.Jitter.Max = max(200*time.Millisecond, cfg.Jitter.Min)
+	}
+	if cfg.Jitter.Min < 0 || cfg.Jitter.Max < cfg.Jitter.Min {
+		return nil, fmt.Errorf("media: session: invalid jitter bounds min %v max %v", cfg.Jitter.Min, cfg.Jitter.Max)
+	}
+	depth := max(1, int((cfg.Jitter.Min+cfg.Ptime-1)/cfg.Ptime))
+	jb, err := jitter.New(jitter.Config{
+		Depth:       depth,
+		Capacity:    max(depth, int(cfg.Jitter.Max/cfg.Ptime)),
+		PayloadSize: format.FrameSamples, // G.711: a byte per sample
+	})
+	if err != nil {
+		return nil, fmt.Errorf("media: session: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Session{cfg: cfg, codec: codec, format: format, log: cfg.Logger, jb: jb}
+	s.snd = newSender(codec, format.FrameSamples)
+	s.rcv = receiver{buf: make([]byte, maxPacket), remote: cfg.Remote.Addr().Unmap()}
+	s.ply = playout{
+		payload: make([]byte, format.FrameSamples),
+		frame:   make([]int16, format.FrameSamples),
+		prev:    make([]int16, format.FrameSamples),
+	}
+	return s, nil
+}
+
+// Format returns the PCM format the session reads from its Source and
+// writes to its Sink.
+func (s *Session) Format() Format { return s.format }
+
+// Run sends and receives until ctx is done or a loop fails, then closes
+// Conn. It returns nil when ctx ended it. It returns only after the current
+// Source.Read and Sink.Write have returned, which a paced device does
+// within a frame.
+func (s *Session) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("media: session: Run called twice")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		runErr  error
+	)
+	for _, loop := range []func(context.Context) error{s.sendLoop, s.receiveLoop, s.playoutLoop} {
+		wg.Go(func() {
+			if err := loop(ctx); err != nil {
+				errOnce.Do(func() { runErr = err })
+				cancel()
+			}
+		})
+	}
+	<-ctx.Done()
+	// Closing the socket is what unblocks the receiver's read.
+	closeErr := s.cfg.Conn.Close()
+	wg.Wait()
+	if runErr != nil {
+		return runErr
+	}
+	if closeErr != nil {
+		return fmt.Errorf("media: session: close: %w", closeErr)
+	}
+	return nil
+}
+
+// Stats returns the counters so far; safe to call at any time.
+func (s *Session) Stats() Stats {
+	s.mu.Lock()
+	discarded := s.jb.Overflowed()
+	s.mu.Unlock()
+	return Stats{
+		PacketsSent:     s.sent.Load(),
+		BytesSent:       s.sentBytes.Load(),
+		SendErrors:      s.sendErrors.Load(),
+		PacketsReceived: s.received.Load(),
+		BytesReceived:   s.receivedBytes.Load(),
+		PacketsLost:     s.lost.Load(),
+		PacketsLate:     s.late.Load(),
+		Duplicates:      s.dups.Load(),
+		Discarded:       discarded,
+		Malformed:       s.malformed.Load(),
+		Ignored:         s.ignored.Load(),
+		DTMF:            s.digits.Load(),
+	}
+}
+
+// sender builds outgoing packets in reused buffers.
+type sender struct {
+	codec Codec
+	frame []int16
+	pkt   rtp.Packet
+	buf   []byte
+}
+
+func newSender(c Codec, frameSamples int) sender {
+	return sender{
+		codec: c,
+		frame: make([]int16, frameSamples),
+		// RFC 3550 §5.1: the initial sequence number and timestamp are
+		// random, and so is the SSRC (§8.1).
+		pkt: rtp.Packet{
+			Header: rtp.Header{
+				Version:        2,
+				Marker:         true, // first packet of a talkspurt (RFC 3551 §4.1)
+				PayloadType:    c.PayloadType,
+				SequenceNumber: uint16(rand.Uint32()),
+				Timestamp:      rand.Uint32(),
+				SSRC:           rand.Uint32(),
+			},
+			Payload: make([]byte, frameSamples),
+		},
+		buf: make([]byte, maxPacket),
+	}
+}
+
+// next encodes s.frame into the next packet and returns its bytes, valid
+// until the following call.
+func (s *sender) next() ([]byte, error) {
+	if _, err := s.codec.Encode(s.pkt.Payload, s.frame); err != nil {
+		return nil, err
+	}
+	n, err := s.pkt.MarshalTo(s.buf)
+	if err != nil {
+		return nil, fmt.Errorf("media: marshal rtp: %w", err)
+	}
+	s.pkt.Marker = false
+	s.pkt.SequenceNumber++
+	s.pkt.Timestamp += uint32(len(s.frame))
+	return s.buf[:n], nil
+}
+
+func (s *Session) sendLoop(ctx context.Context) error {
+	for ctx.Err() == nil {
+		if err := s.cfg.Source.Read(s.snd.frame); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("media: read source: %w", err)
+		}
+		b, err := s.snd.next()
+		if err != nil {
+			return err
+		}
+		if _, err := s.cfg.Conn.WriteToUDPAddrPort(b, s.cfg.Remote); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// A send can fail transiently (no route yet, a full buffer);
+			// the call goes on and the failure shows in Stats.
+			s.sendErrors.Add(1)
+			s.log.Debug("media: rtp send failed", "remote", s.cfg.Remote, "err", err)
+			continue
+		}
+		s.sent.Add(1)
+		s.sentBytes.Add(uint64(len(s.snd.pkt.Payload)))
+	}
+	return nil
+}
+
+// receiver holds the receiving goroutine's state.
+type receiver struct {
+	buf    []byte
+	remote netip.Addr
+	pkt    rtp.Packet
+	ssrc   uint32
+	have   bool
+	dtmf   dtmfReceiver
+}
+
+func (s *Session) receiveLoop(ctx context.Context) error {
+	for {
+		n, from, err := s.cfg.Conn.ReadFromUDPAddrPort(s.rcv.buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("media: read rtp: %w", err)
+		}
+		s.receive(s.rcv.buf[:n], from)
+	}
+}
+
+// receive handles one datagram: the whole receive path after the socket.
+func (s *Session) receive(b []byte, from netip.AddrPort) {
+	r := &s.rcv
+	if from.Addr().Unmap() != r.remote {
+		s.ignored.Add(1)
+		return
+	}
+	if err := r.pkt.Unmarshal(b); err != nil || r.pkt.Version != 2 {
+		s.malformed.Add(1)
+		return
+	}
+	pt := r.pkt.PayloadType
+	switch {
+	case s.cfg.DTMFPayloadType != 0 && pt == s.cfg.DTMFPayloadType:
+		digit, ok, err := r.dtmf.packet(r.pkt.SSRC, r.pkt.Timestamp, r.pkt.Marker, r.pkt.Payload)
+		if err != nil {
+			s.malformed.Add(1)
+			return
+		}
+		s.countReceived(len(r.pkt.Payload))
+		if ok {
+			s.digits.Add(1)
+			if s.cfg.OnDigit != nil {
+				s.cfg.OnDigit(digit)
+			}
+		}
+	case pt == s.codec.PayloadType:
+		s.countReceived(len(r.pkt.Payload))
+		s.mu.Lock()
+		if !r.have || r.pkt.SSRC != r.ssrc {
+			// A new stream (a new sender, or re-INVITE): its sequence
+			// numbers have nothing to do with the old one's.
+			r.have, r.ssrc = true, r.pkt.SSRC
+			s.jb.Reset()
+		}
+		res := s.jb.Push(r.pkt.SequenceNumber, r.pkt.Payload)
+		s.mu.Unlock()
+		switch res {
+		case jitter.Late:
+			s.late.Add(1)
+		case jitter.Duplicate:
+			s.dups.Add(1)
+		}
+	default:
+		s.ignored.Add(1)
+	}
+}
+
+func (s *Session) countReceived(payload int) {
+	s.received.Add(1)
+	s.receivedBytes.Add(uint64(payload))
+}
+
+// playout holds the playout goroutine's buffers.
+type playout struct {
+	payload []byte
+	frame   []int16
+	prev    []int16 // the last frame played, for concealment
+	misses  int     // frames concealed since the last good one
+}
+
+// concealFrames is how many frames a missing packet is papered over
+// (repeating the last one, halving its level each time) before silence.
+const concealFrames = 4
+
+func (s *Session) playoutLoop(ctx context.Context) error {
+	for ctx.Err() == nil {
+		if err := s.playFrame(); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// playFrame takes one frame from the jitter buffer and writes it to Sink.
+func (s *Session) playFrame() error {
+	p := &s.ply
+	s.mu.Lock()
+	n, res := s.jb.Pop(p.payload)
+	s.mu.Unlock()
+	if res == jitter.Played {
+		m, err := s.codec.Decode(p.frame, p.payload[:n])
+		if err != nil {
+			return err
+		}
+		clear(p.frame[m:])
+		copy(p.prev, p.frame)
+		p.misses = 0
+	} else {
+		if res == jitter.Lost {
+			s.lost.Add(1)
+		}
+		p.misses++
+		if p.misses > concealFrames {
+			clear(p.frame)
+		} else {
+			for i, v := range p.prev {
+				p.frame[i] = v >> p.misses
+			}
+		}
+	}
+	if err := s.cfg.Sink.Write(p.frame); err != nil {
+		return fmt.Errorf("media: write sink: %w", err)
+	}
+	return nil
+}
