@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+)
+
+// kamailioOptions shape the registrar and proxy.
+type kamailioOptions struct {
+	// AuthInvite challenges INVITEs with 407 like a PBX does (RFC 3261
+	// 22.3); the caller's password is "pw-" plus its user name.
+	AuthInvite bool
+	// RecordRoute keeps kamailio in the path of in-dialog requests.
+	RecordRoute bool
+}
+
+// kamailio is a registrar with digest auth (password "pw-<user>") and a
+// proxy that routes calls to registered contacts, on 127.0.0.1:Port.
+type kamailio struct {
+	Port    int
+	Addr    string // 127.0.0.1:Port
+	dir     string
+	cfgPath string
+	ctl     string // unix socket of the ctl module, for kamcmd
+	runs    int
+	proc    *proc
+}
+
+// startKamailio renders testdata/kamailio.cfg.tmpl, starts kamailio and
+// waits until it answers kamcmd.
+func startKamailio(t testing.TB, opts kamailioOptions) *kamailio {
+	t.Helper()
+	requireTools(t, "kamailio", "kamcmd")
+	dir := filepath.Join(t.TempDir(), "kamailio")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A unix socket path must fit in 108 bytes; t.TempDir() can be long.
+	sockDir, err := os.MkdirTemp("", "kam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	k := &kamailio{dir: dir, ctl: filepath.Join(sockDir, "ctl.sock")}
+	k.Port = freePorts(t, 1)
+	k.Addr = fmt.Sprintf("127.0.0.1:%d", k.Port)
+	k.cfgPath = filepath.Join(dir, "kamailio.cfg")
+
+	tmpl := template.Must(template.ParseFiles("testdata/kamailio.cfg.tmpl"))
+	var cfg bytes.Buffer
+	err = tmpl.Execute(&cfg, map[string]any{
+		"Addr": k.Addr, "CtlSocket": k.ctl,
+		"AuthInvite": opts.AuthInvite, "RecordRoute": opts.RecordRoute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(k.cfgPath, cfg.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k.Start(t)
+	return k
+}
+
+// Start (re)starts kamailio on the same port; registrations start empty.
+func (k *kamailio) Start(t testing.TB) {
+	t.Helper()
+	k.runs++
+	k.proc = startProc(t, k.dir, fmt.Sprintf("kamailio-%d", k.runs), tool(t, "kamailio"),
+		"-f", k.cfgPath, "-DD", "-E", "-Y", k.dir, "-w", k.dir, "-m", "32", "-M", "4")
+	eventually(t, 10*time.Second, "kamailio ready", all(k.proc.alive, func() error {
+		_, err := k.kamcmd("core.version")
+		return err
+	}))
+}
+
+// Stop ends kamailio, its workers included.
+func (k *kamailio) Stop(t testing.TB) {
+	t.Helper()
+	k.proc.stop(t)
+	// The port must be free again before a restart on it.
+	eventually(t, 5*time.Second, "kamailio port released", func() error {
+		if !portFree(k.Port) {
+			return fmt.Errorf("port %d still in use", k.Port)
+		}
+		return nil
+	})
+}
+
+func (k *kamailio) kamcmd(args ...string) (string, error) {
+	path, err := lookTool("kamcmd")
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(path, append([]string{"-s", "unix:" + k.ctl}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kamcmd %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// Contacts returns the registered contacts by AoR (user), from ul.dump.
+func (k *kamailio) Contacts() (map[string][]string, error) {
+	out, err := k.kamcmd("ul.dump")
+	if err != nil {
+		return nil, err
+	}
+	contacts := map[string][]string{}
+	aor := ""
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if v, ok := strings.CutPrefix(line, "AoR: "); ok {
+			aor = v
+			contacts[aor] = nil
+		} else if v, ok := strings.CutPrefix(line, "Address: "); ok && aor != "" {
+			contacts[aor] = append(contacts[aor], v)
+		}
+	}
+	return contacts, sc.Err()
+}
+
+// registered is a condition: user has a contact in kamailio's location table.
+func (k *kamailio) registered(user string) func() error {
+	return func() error {
+		if err := k.proc.alive(); err != nil {
+			return err
+		}
+		c, err := k.Contacts()
+		if err != nil {
+			return err
+		}
+		if len(c[user]) == 0 {
+			users := make([]string, 0, len(c))
+			for u := range c {
+				users = append(users, u)
+			}
+			slices.Sort(users)
+			return fmt.Errorf("%s not registered; registered: %v", user, users)
+		}
+		return nil
+	}
+}
+
+// URI is the SIP URI of a user at this registrar.
+func (k *kamailio) URI(user string) string {
+	return fmt.Sprintf("sip:%s@%s", user, k.Addr)
+}
