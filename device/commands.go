@@ -1,0 +1,168 @@
+package device
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"intercom/device/api"
+)
+
+var _ api.Station = (*Station)(nil)
+
+// Status reports the station for GET /api/v1/status.
+func (s *Station) Status(ctx context.Context) (api.Status, error) {
+	var st api.Status
+	err := s.do(ctx, func() error {
+		now := s.clock.Now()
+		st = api.Status{
+			Version: s.version,
+			Uptime:  now.Sub(s.started).Truncate(time.Second).String(),
+			Registration: api.Registration{
+				State:     s.reg.State,
+				Registrar: s.cfg.SIP.Registrar,
+			},
+			Call:    api.CallStatus{State: s.state.String(), Remote: s.callRemote},
+			Relays:  map[string]api.RelayStatus{},
+			Inputs:  map[string]api.InputStatus{},
+			Buttons: map[string]api.InputStatus{},
+			LEDs:    map[string]string{},
+			Door:    api.DoorStatus{LockedOut: s.lock.locked(now)},
+		}
+		if s.reg.State == "registered" && !s.reg.Expires.IsZero() {
+			st.Registration.ExpiresIn = max(s.reg.Expires.Sub(now), 0).Truncate(time.Second).String()
+		}
+		if s.reg.Err != nil {
+			st.Registration.Error = s.reg.Err.Error()
+		}
+		if s.state != stateIdle {
+			st.Call.Since = s.callSince.UTC().Format(time.RFC3339)
+		}
+		if st.Door.LockedOut {
+			st.Door.LockoutFor = s.lock.lockedUntil.Sub(now).Truncate(time.Second).String()
+		}
+		for n, r := range s.relays {
+			st.Relays[n] = api.RelayStatus{Active: r.Active(), Cycles: r.Cycles()}
+		}
+		for n, in := range s.inputs {
+			st.Inputs[n] = api.InputStatus{Active: in.Active()}
+		}
+		for n, in := range s.buttons {
+			st.Buttons[n] = api.InputStatus{Active: in.Active()}
+		}
+		for n, l := range s.leds {
+			st.LEDs[n] = string(l.Pattern())
+		}
+		return nil
+	})
+	return st, err
+}
+
+// PressButton acts as if the named button had been pressed.
+func (s *Station) PressButton(ctx context.Context, name string) error {
+	return s.do(ctx, func() error {
+		if _, ok := s.buttons[name]; !ok {
+			return fmt.Errorf("button %q: %w", name, api.ErrNotFound)
+		}
+		s.pressButton(name)
+		return nil
+	})
+}
+
+// PulseRelay opens the door on the named relay; d of zero means its pulse.
+func (s *Station) PulseRelay(ctx context.Context, name string, d time.Duration) error {
+	return s.do(ctx, func() error { return s.openDoor(name, d, "api") })
+}
+
+// Call calls uri, as a button with that one target would.
+func (s *Station) Call(ctx context.Context, uri string) error {
+	return s.do(ctx, func() error {
+		if s.state != stateIdle {
+			return fmt.Errorf("a call is already %s: %w", s.state, api.ErrConflict)
+		}
+		s.dial([]string{uri}, false)
+		return nil
+	})
+}
+
+// Hangup ends the call in any state.
+func (s *Station) Hangup(ctx context.Context) error {
+	return s.do(ctx, func() error {
+		if s.state == stateIdle {
+			return fmt.Errorf("no call to hang up: %w", api.ErrConflict)
+		}
+		s.endCall("hung up by API", true)
+		return nil
+	})
+}
+
+// SetSimPin drives a virtual input pin of the sim GPIO driver.
+func (s *Station) SetSimPin(ctx context.Context, pin string, high bool) error {
+	if s.sim == nil {
+		return fmt.Errorf("virtual pins exist only with gpio.driver sim: %w", api.ErrNotFound)
+	}
+	return s.sim.Drive(pin, high)
+}
+
+// Subscribe returns a channel of events until cancel is called.
+func (s *Station) Subscribe() (<-chan api.Event, func()) { return s.bus.subscribe() }
+
+// counters are the monotonically increasing figures of /metrics.
+type counters struct {
+	callsOut, callsIn, callsRefused, doorsOpened, codesRejected, lockouts, registrations atomic.Uint64
+}
+
+func (c *counters) add(v *atomic.Uint64) { v.Add(1) }
+
+// WriteMetrics writes the Prometheus text exposition.
+func (s *Station) WriteMetrics(ctx context.Context, w io.Writer) error {
+	st, err := s.Status(ctx)
+	if err != nil {
+		return err
+	}
+	m := s.metrics
+	lines := []struct {
+		name, help, typ string
+		value           uint64
+	}{
+		{"intercom_calls_outgoing_total", "Calls placed by the station.", "counter", m.callsOut.Load()},
+		{"intercom_calls_incoming_total", "Calls answered by the station.", "counter", m.callsIn.Load()},
+		{"intercom_calls_refused_total", "Incoming calls refused by the allow-list.", "counter", m.callsRefused.Load()},
+		{"intercom_door_opened_total", "Relay pulses that opened a door.", "counter", m.doorsOpened.Load()},
+		{"intercom_codes_rejected_total", "Door code attempts rejected.", "counter", m.codesRejected.Load()},
+		{"intercom_lockouts_total", "Door code lockouts started.", "counter", m.lockouts.Load()},
+		{"intercom_registrations_total", "Successful SIP registrations after being unregistered.", "counter", m.registrations.Load()},
+		{"intercom_registered", "1 while registered (or peer-to-peer), else 0.", "gauge", b2u(st.Registration.State == "registered" || st.Registration.State == "disabled")},
+		{"intercom_call_active", "1 while a call is up.", "gauge", b2u(st.Call.State == "active")},
+		{"intercom_events_dropped_total", "Events dropped for slow subscribers.", "counter", s.bus.dropped.Load()},
+	}
+	for _, l := range lines {
+		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", l.name, l.help, l.name, l.typ, l.name, l.value); err != nil {
+			return err
+		}
+	}
+	names := make([]string, 0, len(st.Relays))
+	for n := range st.Relays {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(w, "# HELP intercom_relay_cycles_total Relay activations.\n# TYPE intercom_relay_cycles_total counter\n")
+	for _, n := range names {
+		fmt.Fprintf(w, "intercom_relay_cycles_total{relay=%q} %d\n", n, st.Relays[n].Cycles)
+	}
+	fmt.Fprintf(w, "# HELP intercom_relay_active 1 while the relay is energised.\n# TYPE intercom_relay_active gauge\n")
+	for _, n := range names {
+		_, err = fmt.Fprintf(w, "intercom_relay_active{relay=%q} %d\n", n, b2u(st.Relays[n].Active))
+	}
+	return err
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,725 @@
+// Package device is the door-phone application: one state machine that turns
+// button presses, SIP events, DTMF digits, API commands and timers into calls,
+// relay pulses, LED patterns and events. It reaches pins, SIP and sound only
+// through small interfaces, and time through an injected clock.
+package device
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"intercom/device/api"
+	"intercom/device/config"
+	"intercom/gpio"
+	"intercom/internal/clock"
+	"intercom/sipagent"
+)
+
+// Relay is a door-lock relay; the driver enforces its own max_on.
+type Relay interface {
+	Pulse(d time.Duration) error
+	Active() bool
+	Cycles() uint64
+}
+
+// LED shows the station's state.
+type LED interface {
+	Set(p gpio.Pattern)
+	Pattern() gpio.Pattern
+}
+
+// Input is a debounced button or contact.
+type Input interface {
+	Run(ctx context.Context, out chan<- gpio.Change) error
+	Active() bool
+}
+
+// SimPins drives virtual input pins; nil when real pins are in use.
+type SimPins interface {
+	Drive(pin string, high bool) error
+}
+
+// Call is one SIP dialog, incoming or outgoing.
+type Call interface {
+	ID() string
+	Remote() string
+	Media() sipagent.MediaAnswer
+	Accept(ctx context.Context, local sipagent.MediaOffer) (sipagent.MediaAnswer, error)
+	Reject(code int, reason string) error
+	Hangup(ctx context.Context) error
+	Done() <-chan struct{}
+}
+
+var _ Call = (*sipagent.Call)(nil)
+
+// Phone places calls.
+type Phone interface {
+	Dial(ctx context.Context, req sipagent.DialRequest) (Call, error)
+}
+
+// Media opens the RTP side of a call.
+type Media interface {
+	// Open binds a local RTP port for a call about to be set up.
+	Open(ip netip.Addr) (Stream, error)
+}
+
+// Stream is the media of one call.
+type Stream interface {
+	LocalAddr() netip.AddrPort
+	// Run exchanges audio until ctx is done and reports RFC 4733 digits.
+	Run(ctx context.Context, answer sipagent.MediaAnswer, onDigit func(rune)) error
+	// Close releases the port of a stream that never ran.
+	Close() error
+}
+
+// SIP events the station consumes. They mirror sipagent's events with the
+// call behind the Call interface, so that tests can drive them.
+type (
+	// RegistrationEvent reports a registration state change.
+	RegistrationEvent struct {
+		State     string
+		Registrar string
+		Expires   time.Time
+		Err       error
+	}
+	// IncomingEvent reports a new INVITE.
+	IncomingEvent struct {
+		Call      Call
+		From      string
+		Source    netip.AddrPort
+		FromProxy bool
+	}
+	// InfoDigitEvent reports a digit received by SIP INFO.
+	InfoDigitEvent struct {
+		Call  Call
+		Digit rune
+	}
+	// EndedEvent reports a dialog that ended.
+	EndedEvent struct {
+		Call   Call
+		Reason string
+	}
+)
+
+// Config wires a Station.
+type Config struct {
+	Config   *config.Config
+	Phone    Phone
+	Media    Media
+	MediaIP  netip.Addr
+	Relays   map[string]Relay
+	LEDs     map[string]LED
+	Buttons  map[string]Input
+	Inputs   map[string]Input
+	SimPins  SimPins
+	Clock    clock.Clock
+	Logger   *slog.Logger
+	Version  string
+}
+
+type callState int
+
+const (
+	stateIdle callState = iota
+	stateCalling
+	stateRinging
+	stateActive
+)
+
+func (s callState) String() string {
+	return [...]string{"idle", "calling", "ringing", "active"}[s]
+}
+
+// Station is the door-phone state machine. All state below the loop channel
+// is owned by the goroutine in Run.
+type Station struct {
+	cfg     *config.Config
+	phone   Phone
+	media   Media
+	mediaIP netip.Addr
+	relays  map[string]Relay
+	leds    map[string]LED
+	buttons map[string]Input
+	inputs  map[string]Input
+	sim     SimPins
+	clock   clock.Clock
+	log     *slog.Logger
+	version string
+	started time.Time
+	bus     *bus
+	metrics *counters
+
+	loop    chan func()
+	done    chan struct{}
+	runCtx  context.Context
+	wg      sync.WaitGroup
+	running chan struct{}
+
+	state        callState
+	gen          uint64
+	call         Call
+	callRemote   string
+	callSince    time.Time
+	callOutgoing bool
+	stream       Stream
+	cancelCall   context.CancelFunc
+	timers       []clock.Timer
+	lock         *codeLock
+	reg          RegistrationEvent
+	doorOpenTill time.Time
+	doorTimer    clock.Timer
+}
+
+// New checks the wiring and returns a Station ready to Run.
+func New(cfg Config) (*Station, error) {
+	if cfg.Config == nil || cfg.Phone == nil || cfg.Media == nil {
+		return nil, errors.New("device: config, phone and media are required")
+	}
+	s := &Station{
+		cfg: cfg.Config, phone: cfg.Phone, media: cfg.Media, mediaIP: cfg.MediaIP,
+		relays: cfg.Relays, leds: cfg.LEDs, buttons: cfg.Buttons, inputs: cfg.Inputs,
+		sim: cfg.SimPins, clock: cfg.Clock, log: cfg.Logger, version: cfg.Version,
+		bus: newBus(), metrics: &counters{}, loop: make(chan func(), 64),
+		done: make(chan struct{}), running: make(chan struct{}),
+	}
+	if s.clock == nil {
+		s.clock = clock.Real{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if !s.mediaIP.IsValid() {
+		s.mediaIP = netip.IPv4Unspecified()
+	}
+	for _, b := range s.cfg.Buttons {
+		if _, ok := s.buttons[b.Name]; !ok {
+			return nil, fmt.Errorf("device: button %q has no input", b.Name)
+		}
+	}
+	var codes []doorCode
+	for _, c := range s.cfg.Door.Codes {
+		if _, ok := s.relays[c.Relay]; !ok {
+			return nil, fmt.Errorf("device: door code for relay %q: no such relay", c.Relay)
+		}
+		codes = append(codes, doorCode{digits: c.Code, relay: c.Relay})
+	}
+	s.lock = newCodeLock(codes, s.cfg.Door.Lockout.After, s.cfg.Door.Lockout.For)
+	s.reg = RegistrationEvent{State: "registering", Registrar: s.cfg.SIP.Registrar}
+	if s.cfg.SIP.Registrar == "" {
+		s.reg.State = "disabled"
+	}
+	return s, nil
+}
+
+// Run drives the state machine until ctx is done, reading SIP events from
+// sipEvents. It hangs up a call in progress before it returns.
+func (s *Station) Run(ctx context.Context, sipEvents <-chan any) error {
+	s.runCtx = ctx
+	s.started = s.clock.Now()
+	changes := make(chan gpio.Change, 16)
+	inputCtx, stopInputs := context.WithCancel(ctx)
+	for name, in := range s.allInputs() {
+		s.wg.Go(func() {
+			if err := in.Run(inputCtx, changes); err != nil && inputCtx.Err() == nil {
+				s.post(func() { s.fail("input "+name, err) })
+			}
+		})
+	}
+	s.updateLEDs()
+	close(s.running)
+	defer func() {
+		stopInputs()
+		s.endCall("station stopping", true)
+		close(s.done)
+		s.wg.Wait()
+		s.bus.close()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case f := <-s.loop:
+			f()
+		case c := <-changes:
+			s.onInput(c)
+		case ev, ok := <-sipEvents:
+			if !ok {
+				sipEvents = nil
+				continue
+			}
+			s.onSIP(ev)
+		}
+	}
+}
+
+func (s *Station) allInputs() map[string]Input {
+	all := make(map[string]Input, len(s.buttons)+len(s.inputs))
+	for n, in := range s.buttons {
+		all["button:"+n] = in
+	}
+	for n, in := range s.inputs {
+		all["input:"+n] = in
+	}
+	return all
+}
+
+// post queues f for the loop goroutine; it is dropped once the loop has ended.
+func (s *Station) post(f func()) {
+	select {
+	case s.loop <- f:
+	case <-s.done:
+	}
+}
+
+// do runs f on the loop and waits for its result.
+func (s *Station) do(ctx context.Context, f func() error) error {
+	select {
+	case <-s.running:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	res := make(chan error, 1)
+	select {
+	case s.loop <- func() { res <- f() }:
+	case <-s.done:
+		return errors.New("device: station stopped")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-s.done:
+		return errors.New("device: station stopped")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Station) emit(typ string, data map[string]any) {
+	s.bus.publish(api.Event{Type: typ, Time: s.clock.Now(), Data: data})
+}
+
+func (s *Station) fail(what string, err error) {
+	s.log.Error(what, "err", err)
+	s.emit("error", map[string]any{"what": what, "error": err.Error()})
+}
+
+func (s *Station) onInput(c gpio.Change) {
+	if _, ok := s.buttons[c.Name]; ok {
+		if c.Active {
+			s.pressButton(c.Name)
+		}
+		return
+	}
+	s.emit("input", map[string]any{"name": c.Name, "active": c.Active})
+}
+
+func (s *Station) onSIP(ev any) {
+	switch ev := ev.(type) {
+	case RegistrationEvent:
+		s.onRegistration(ev)
+	case IncomingEvent:
+		s.onIncoming(ev)
+	case InfoDigitEvent:
+		if ev.Call == s.call && s.dtmfAllowed("sip_info") {
+			s.onDigit(s.gen, ev.Digit)
+		}
+	case EndedEvent:
+		if ev.Call == s.call {
+			s.endCall(ev.Reason, false)
+		}
+	}
+}
+
+func (s *Station) onRegistration(ev RegistrationEvent) {
+	was := s.reg.State
+	s.reg = ev
+	switch {
+	case ev.State == "registered" && was != "registered":
+		s.metrics.add(&s.metrics.registrations)
+		s.emit("registered", map[string]any{"registrar": ev.Registrar})
+	case ev.State != "registered" && was == "registered":
+		data := map[string]any{"registrar": ev.Registrar}
+		if ev.Err != nil {
+			data["error"] = ev.Err.Error()
+		}
+		s.emit("unregistered", data)
+	}
+	s.updateLEDs()
+}
+
+func (s *Station) pressButton(name string) {
+	s.emit("input", map[string]any{"name": name, "active": true, "kind": "button"})
+	if s.state != stateIdle {
+		if s.cfg.Calls.ButtonDuringCall == "hangup" {
+			s.endCall("button pressed", true)
+		}
+		return
+	}
+	for _, b := range s.cfg.Buttons {
+		if b.Name == name {
+			s.dial(b.Call, b.Ring == "parallel")
+			return
+		}
+	}
+}
+
+func (s *Station) dial(targets []string, parallel bool) {
+	stream, err := s.media.Open(s.mediaIP)
+	if err != nil {
+		s.fail("open media", err)
+		return
+	}
+	gen := s.begin(stateCalling, stream, targets[0], true)
+	ctx, cancel := context.WithCancel(s.runCtx)
+	s.cancelCall = cancel
+	s.metrics.add(&s.metrics.callsOut)
+	req := sipagent.DialRequest{
+		Targets:     targets,
+		Parallel:    parallel,
+		RingTimeout: s.cfg.Calls.RingTimeout,
+		Media:       s.offer(stream),
+		OnRinging: func(target string) {
+			s.post(func() {
+				if gen == s.gen {
+					s.emit("ringing", map[string]any{"direction": "outgoing", "remote": target})
+				}
+			})
+		},
+	}
+	s.wg.Go(func() {
+		call, err := s.phone.Dial(ctx, req)
+		s.post(func() { s.dialed(gen, call, err) })
+	})
+}
+
+func (s *Station) dialed(gen uint64, call Call, err error) {
+	if gen != s.gen {
+		if call != nil {
+			s.hangupAsync(call)
+		}
+		return
+	}
+	if err != nil {
+		s.log.Info("call failed", "err", err)
+		s.endCall("no answer: "+err.Error(), false)
+		return
+	}
+	s.call = call
+	s.callRemote = call.Remote()
+	s.established(call.Media())
+}
+
+func (s *Station) onIncoming(ev IncomingEvent) {
+	call := ev.Call
+	switch {
+	case s.state != stateIdle:
+		s.rejectAsync(call, 486, "Busy Here")
+		return
+	case !s.allowed(ev):
+		s.metrics.add(&s.metrics.callsRefused)
+		s.log.Info("refused call from caller not on the allow-list", "from", ev.From, "source", ev.Source)
+		s.rejectAsync(call, 403, "Forbidden")
+		return
+	}
+	stream, err := s.media.Open(s.mediaIP)
+	if err != nil {
+		s.fail("open media", err)
+		s.rejectAsync(call, 500, "Server Internal Error")
+		return
+	}
+	gen := s.begin(stateRinging, stream, ev.From, false)
+	s.call = call
+	s.metrics.add(&s.metrics.callsIn)
+	s.emit("ringing", map[string]any{"direction": "incoming", "remote": ev.From})
+	ctx, cancel := context.WithCancel(s.runCtx)
+	s.cancelCall = cancel
+	s.watch(gen, call)
+	offer := s.offer(stream)
+	answer := func() {
+		s.wg.Go(func() {
+			ans, err := call.Accept(ctx, offer)
+			s.post(func() {
+				if gen != s.gen {
+					return
+				}
+				if err != nil {
+					s.endCall("answer failed: "+err.Error(), false)
+					return
+				}
+				s.established(ans)
+			})
+		})
+	}
+	if d := s.cfg.Calls.AutoAnswer.Delay; d > 0 {
+		s.after(d, gen, answer)
+	} else {
+		answer()
+	}
+}
+
+// allowed applies DESIGN §6: the allow-list, or with an empty list only
+// requests from the registrar or outbound proxy.
+func (s *Station) allowed(ev IncomingEvent) bool {
+	aa := s.cfg.Calls.AutoAnswer
+	if !aa.Enabled {
+		return false
+	}
+	if len(aa.Allow) == 0 {
+		return ev.FromProxy
+	}
+	for _, p := range aa.Allow {
+		if config.MatchURI(p, ev.From) {
+			return true
+		}
+	}
+	return false
+}
+
+// begin moves from idle into a new call and returns its generation, which
+// callbacks compare against to ignore news about calls that have ended.
+func (s *Station) begin(st callState, stream Stream, remote string, outgoing bool) uint64 {
+	s.gen++
+	s.state = st
+	s.stream = stream
+	s.callRemote = remote
+	s.callOutgoing = outgoing
+	s.callSince = s.clock.Now()
+	s.lock.reset()
+	s.updateLEDs()
+	return s.gen
+}
+
+func (s *Station) established(ans sipagent.MediaAnswer) {
+	gen := s.gen
+	s.state = stateActive
+	s.callSince = s.clock.Now()
+	if s.callOutgoing {
+		s.watch(gen, s.call)
+	}
+	s.emit("answered", map[string]any{"remote": s.callRemote, "codec": ans.Codec.Name})
+	if d := s.cfg.Calls.MaxDuration; d > 0 {
+		s.after(d, gen, func() { s.endCall("maximum call duration reached", true) })
+	}
+	stream := s.stream
+	s.stream = nil
+	ctx, cancel := context.WithCancel(s.runCtx)
+	prev := s.cancelCall
+	s.cancelCall = func() { cancel(); prev() }
+	rfc4733 := s.dtmfAllowed("rfc4733")
+	s.wg.Go(func() {
+		err := stream.Run(ctx, ans, func(d rune) {
+			if rfc4733 {
+				s.post(func() { s.onDigit(gen, d) })
+			}
+		})
+		if err != nil && ctx.Err() == nil {
+			s.post(func() {
+				if gen == s.gen {
+					s.fail("media", err)
+					s.endCall("media failed", true)
+				}
+			})
+		}
+	})
+	s.updateLEDs()
+}
+
+// watch ends the call when its dialog ends, whoever ended it.
+func (s *Station) watch(gen uint64, call Call) {
+	done := call.Done()
+	ctx := s.runCtx
+	s.wg.Go(func() {
+		select {
+		case <-done:
+			s.post(func() {
+				if gen == s.gen {
+					s.endCall("remote hangup", false)
+				}
+			})
+		case <-ctx.Done():
+		}
+	})
+}
+
+func (s *Station) dtmfAllowed(kind string) bool {
+	for _, k := range s.cfg.Door.DTMF {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Station) onDigit(gen uint64, d rune) {
+	if gen != s.gen || s.state != stateActive {
+		return
+	}
+	s.emit("dtmf", map[string]any{"digit": "*"})
+	v, relay := s.lock.digit(d, s.clock.Now())
+	switch v {
+	case opened:
+		s.log.Info("door code accepted", "relay", relay)
+		if err := s.openDoor(relay, 0, "dtmf"); err != nil {
+			s.fail("open door", err)
+			return
+		}
+		if d := s.cfg.Calls.HangupAfterDoorOpen; d > 0 {
+			s.after(d, gen, func() { s.endCall("door opened", true) })
+		}
+	case rejected:
+		s.metrics.add(&s.metrics.codesRejected)
+		s.log.Info("wrong door code")
+		s.emit("code_rejected", map[string]any{"reason": "wrong code"})
+	case lockedOut:
+		s.metrics.add(&s.metrics.codesRejected)
+		s.metrics.add(&s.metrics.lockouts)
+		s.log.Warn("door code lockout", "for", s.cfg.Door.Lockout.For)
+		s.emit("code_rejected", map[string]any{"reason": "wrong code"})
+		s.emit("lockout", map[string]any{"for": s.cfg.Door.Lockout.For.String()})
+	case whileLocked:
+		s.metrics.add(&s.metrics.codesRejected)
+		s.emit("code_rejected", map[string]any{"reason": "locked out"})
+	}
+}
+
+func (s *Station) openDoor(name string, d time.Duration, source string) error {
+	r, ok := s.relays[name]
+	if !ok {
+		return fmt.Errorf("relay %q: %w", name, api.ErrNotFound)
+	}
+	pulse := s.relayPulse(name)
+	if d == 0 {
+		d = pulse
+	}
+	if err := r.Pulse(d); err != nil {
+		return fmt.Errorf("device: pulse relay %q: %w", name, err)
+	}
+	s.metrics.add(&s.metrics.doorsOpened)
+	s.emit("door_opened", map[string]any{"relay": name, "source": source})
+	s.doorOpenTill = s.clock.Now().Add(d)
+	if s.doorTimer != nil {
+		s.doorTimer.Stop()
+	}
+	s.doorTimer = s.clock.AfterFunc(d, func() { s.post(s.updateLEDs) })
+	s.updateLEDs()
+	return nil
+}
+
+func (s *Station) relayPulse(name string) time.Duration {
+	for _, r := range s.cfg.Relays {
+		if r.Name == name {
+			return r.Pulse
+		}
+	}
+	return 0
+}
+
+// after runs f on the loop once d has passed, unless the call has ended.
+func (s *Station) after(d time.Duration, gen uint64, f func()) {
+	s.timers = append(s.timers, s.clock.AfterFunc(d, func() {
+		s.post(func() {
+			if gen == s.gen {
+				f()
+			}
+		})
+	}))
+}
+
+// endCall returns to idle. With local set, the station hangs up (BYE,
+// CANCEL, or a 487/603 to a call still ringing here).
+func (s *Station) endCall(reason string, local bool) {
+	if s.state == stateIdle {
+		return
+	}
+	call, st := s.call, s.state
+	if s.cancelCall != nil {
+		s.cancelCall()
+	}
+	if s.stream != nil {
+		_ = s.stream.Close()
+	}
+	for _, t := range s.timers {
+		t.Stop()
+	}
+	s.timers, s.call, s.stream, s.cancelCall = nil, nil, nil, nil
+	s.gen++
+	s.state = stateIdle
+	if local && call != nil {
+		if st == stateRinging {
+			s.rejectAsync(call, 603, "Decline")
+		} else {
+			s.hangupAsync(call)
+		}
+	}
+	s.emit("hangup", map[string]any{"remote": s.callRemote, "reason": reason})
+	s.log.Info("call ended", "remote", s.callRemote, "reason", reason)
+	s.callRemote = ""
+	s.updateLEDs()
+}
+
+func (s *Station) hangupAsync(call Call) {
+	s.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := call.Hangup(ctx); err != nil {
+			s.log.Warn("hang up", "err", err)
+		}
+	})
+}
+
+func (s *Station) rejectAsync(call Call, code int, reason string) {
+	s.wg.Go(func() {
+		if err := call.Reject(code, reason); err != nil {
+			s.log.Warn("reject call", "code", code, "err", err)
+		}
+	})
+}
+
+func (s *Station) offer(stream Stream) sipagent.MediaOffer {
+	var codecs []sipagent.Codec
+	for _, name := range s.cfg.Audio.Codecs {
+		switch name {
+		case "PCMU":
+			codecs = append(codecs, sipagent.Codec{Name: "PCMU", PayloadType: 0})
+		case "PCMA":
+			codecs = append(codecs, sipagent.Codec{Name: "PCMA", PayloadType: 8})
+		}
+	}
+	return sipagent.MediaOffer{
+		Addr:   stream.LocalAddr(),
+		Codecs: codecs,
+		DTMF:   s.dtmfAllowed("rfc4733"),
+		Ptime:  s.cfg.Audio.Ptime,
+	}
+}
+
+func (s *Station) ledPattern() gpio.Pattern {
+	switch {
+	case s.clock.Now().Before(s.doorOpenTill):
+		return "door_open"
+	case s.state == stateCalling || s.state == stateRinging:
+		return "calling"
+	case s.state == stateActive:
+		return "in_call"
+	case s.reg.State == "registered" || s.reg.State == "disabled":
+		return "registered"
+	default:
+		return "unregistered"
+	}
+}
+
+func (s *Station) updateLEDs() {
+	p := s.ledPattern()
+	for _, l := range s.leds {
+		if l.Pattern() != p {
+			l.Set(p)
+		}
+	}
+}

@@ -1,0 +1,436 @@
+package device
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"intercom/device/api"
+	"intercom/device/config"
+	"intercom/gpio"
+	"intercom/internal/clock/clocktest"
+	"intercom/sipagent"
+)
+
+type fakeCall struct {
+	id       string
+	remote   string
+	mu       sync.Mutex
+	accepted chan sipagent.MediaOffer
+	rejected chan int
+	hungup   chan struct{}
+	done     chan struct{}
+	once     sync.Once
+}
+
+func newFakeCall(id string) *fakeCall {
+	return &fakeCall{id: id, remote: "sip:" + id + "@pbx", accepted: make(chan sipagent.MediaOffer, 1),
+		rejected: make(chan int, 1), hungup: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+func (c *fakeCall) ID() string     { return c.id }
+func (c *fakeCall) Remote() string { return c.remote }
+func (c *fakeCall) Media() sipagent.MediaAnswer {
+	return sipagent.MediaAnswer{Codec: sipagent.Codec{Name: "PCMU"}, DTMFPayloadType: 101}
+}
+func (c *fakeCall) Accept(ctx context.Context, o sipagent.MediaOffer) (sipagent.MediaAnswer, error) {
+	c.accepted <- o
+	return c.Media(), nil
+}
+func (c *fakeCall) Reject(code int, reason string) error { c.rejected <- code; c.end(); return nil }
+func (c *fakeCall) Hangup(ctx context.Context) error {
+	c.hungup <- struct{}{}
+	c.end()
+	return nil
+}
+func (c *fakeCall) Done() <-chan struct{} { return c.done }
+func (c *fakeCall) end()                  { c.once.Do(func() { close(c.done) }) }
+
+type dialResult struct {
+	call Call
+	err  error
+}
+
+type fakePhone struct {
+	reqs    chan sipagent.DialRequest
+	results chan dialResult
+}
+
+func (p *fakePhone) Dial(ctx context.Context, req sipagent.DialRequest) (Call, error) {
+	p.reqs <- req
+	select {
+	case r := <-p.results:
+		return r.call, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type fakeStream struct {
+	running chan func(rune)
+}
+
+func (s *fakeStream) LocalAddr() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:20000") }
+func (s *fakeStream) Close() error              { return nil }
+func (s *fakeStream) Run(ctx context.Context, _ sipagent.MediaAnswer, onDigit func(rune)) error {
+	s.running <- onDigit
+	<-ctx.Done()
+	return nil
+}
+
+type fakeMedia struct{ stream *fakeStream }
+
+func (m *fakeMedia) Open(netip.Addr) (Stream, error) { return m.stream, nil }
+
+type fakeRelay struct {
+	mu     sync.Mutex
+	pulses []time.Duration
+}
+
+func (r *fakeRelay) Pulse(d time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pulses = append(r.pulses, d)
+	return nil
+}
+func (r *fakeRelay) Active() bool { return false }
+func (r *fakeRelay) Cycles() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return uint64(len(r.pulses))
+}
+
+type fakeLED struct {
+	mu sync.Mutex
+	p  gpio.Pattern
+}
+
+func (l *fakeLED) Set(p gpio.Pattern) { l.mu.Lock(); l.p = p; l.mu.Unlock() }
+func (l *fakeLED) Pattern() gpio.Pattern {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.p
+}
+
+type fakeInput struct{}
+
+func (fakeInput) Run(ctx context.Context, _ chan<- gpio.Change) error { <-ctx.Done(); return nil }
+func (fakeInput) Active() bool                                        { return false }
+
+type harness struct {
+	t      *testing.T
+	st     *Station
+	clock  *clocktest.Fake
+	phone  *fakePhone
+	stream *fakeStream
+	relay  *fakeRelay
+	led    *fakeLED
+	sip    chan any
+	events <-chan api.Event
+}
+
+const testYAML = `
+sip: {registrar: 127.0.0.1, user: "100", password: pw}
+calls:
+  max_duration: 3m
+  hangup_after_door_open: 10s
+  auto_answer: {allow: ["sip:*@pbx"]}
+gpio: {driver: sim}
+buttons:
+  - {name: bell, pin: GPIO17, call: ["sip:201@pbx", "sip:202@pbx"]}
+relays:
+  - {name: door, pin: GPIO27, pulse: 3s, max_on: 10s}
+leds:
+  - {name: status, pin: GPIO22}
+door:
+  codes: [{code: "1234", relay: door}]
+audio: {backend: "null"}
+`
+
+func newHarness(t *testing.T, yaml string) *harness {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{
+		t: t, clock: clocktest.New(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)),
+		phone:  &fakePhone{reqs: make(chan sipagent.DialRequest, 1), results: make(chan dialResult, 1)},
+		stream: &fakeStream{running: make(chan func(rune), 1)},
+		relay:  &fakeRelay{}, led: &fakeLED{}, sip: make(chan any),
+	}
+	h.st, err = New(Config{
+		Config: cfg, Phone: h.phone, Media: &fakeMedia{h.stream},
+		Relays: map[string]Relay{"door": h.relay}, LEDs: map[string]LED{"status": h.led},
+		Buttons: map[string]Input{"bell": fakeInput{}}, Clock: h.clock,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cancel func()
+	h.events, cancel = h.st.Subscribe()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = h.st.Run(ctx, h.sip); close(done) }()
+	t.Cleanup(func() { stop(); <-done; cancel() })
+	return h
+}
+
+// sync waits until the loop has handled everything queued before it.
+func (h *harness) sync() {
+	h.t.Helper()
+	if err := h.st.do(context.Background(), func() error { return nil }); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) expectEvent(typ string) api.Event {
+	h.t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-h.events:
+			if ev.Type == typ {
+				return ev
+			}
+		case <-timeout:
+			h.t.Fatalf("no %q event", typ)
+		}
+	}
+}
+
+func (h *harness) noEvent(typ string) {
+	h.t.Helper()
+	h.sync()
+	for {
+		select {
+		case ev := <-h.events:
+			if ev.Type == typ {
+				h.t.Fatalf("unexpected %q event: %v", typ, ev.Data)
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (h *harness) callState() string {
+	h.t.Helper()
+	st, err := h.st.Status(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return st.Call.State
+}
+
+// answerBell presses the bell and lets the first target answer.
+func (h *harness) answerBell() (*fakeCall, func(rune)) {
+	h.t.Helper()
+	if err := h.st.PressButton(context.Background(), "bell"); err != nil {
+		h.t.Fatal(err)
+	}
+	req := <-h.phone.reqs
+	if !req.Parallel || len(req.Targets) != 2 || req.RingTimeout != 30*time.Second {
+		h.t.Fatalf("dial request %+v", req)
+	}
+	if got := h.led.Pattern(); got != "calling" {
+		h.t.Errorf("LED %q while calling", got)
+	}
+	call := newFakeCall("201")
+	h.phone.results <- dialResult{call: call}
+	h.expectEvent("answered")
+	onDigit := <-h.stream.running
+	return call, onDigit
+}
+
+func (h *harness) keys(onDigit func(rune), digits string) {
+	for _, d := range digits {
+		onDigit(d)
+	}
+	h.sync()
+}
+
+func TestBellCallsAndCodeOpensDoor(t *testing.T) {
+	h := newHarness(t, testYAML)
+	call, onDigit := h.answerBell()
+	if got := h.callState(); got != "active" {
+		t.Fatalf("call state %q", got)
+	}
+	if got := h.led.Pattern(); got != "in_call" {
+		t.Errorf("LED %q in call", got)
+	}
+	h.keys(onDigit, "12")
+	if ev := h.expectEvent("dtmf"); ev.Data["digit"] != "*" {
+		t.Fatalf("dtmf event reveals the digit: %v", ev.Data)
+	}
+	h.keys(onDigit, "34")
+	h.expectEvent("door_opened")
+	if len(h.relay.pulses) != 1 || h.relay.pulses[0] != 3*time.Second {
+		t.Fatalf("relay pulses %v", h.relay.pulses)
+	}
+	if got := h.led.Pattern(); got != "door_open" {
+		t.Errorf("LED %q after door opened", got)
+	}
+	h.clock.Advance(10 * time.Second)
+	<-call.hungup
+	h.expectEvent("hangup")
+	if got := h.callState(); got != "idle" {
+		t.Fatalf("call state %q after hangup_after_door_open", got)
+	}
+}
+
+func TestLockoutKeepsDoorShut(t *testing.T) {
+	h := newHarness(t, testYAML)
+	_, onDigit := h.answerBell()
+	h.keys(onDigit, "9999")
+	h.expectEvent("code_rejected")
+	h.keys(onDigit, "99999999")
+	h.expectEvent("lockout")
+	h.keys(onDigit, "1234")
+	if ev := h.expectEvent("code_rejected"); ev.Data["reason"] != "locked out" {
+		t.Fatalf("code during lockout: %v", ev.Data)
+	}
+	h.noEvent("door_opened")
+	if len(h.relay.pulses) != 0 {
+		t.Fatalf("relay pulsed during lockout: %v", h.relay.pulses)
+	}
+}
+
+func TestDigitsOutsideACallAreIgnored(t *testing.T) {
+	h := newHarness(t, testYAML)
+	call, onDigit := h.answerBell()
+	call.end()
+	h.expectEvent("hangup")
+	h.keys(onDigit, "1234")
+	h.noEvent("door_opened")
+}
+
+func TestIncomingCallPolicy(t *testing.T) {
+	h := newHarness(t, testYAML)
+	stranger := newFakeCall("x")
+	h.sip <- IncomingEvent{Call: stranger, From: "sip:mallory@evil.example", FromProxy: true}
+	if code := <-stranger.rejected; code != 403 {
+		t.Fatalf("stranger got %d", code)
+	}
+	h.noEvent("ringing")
+
+	friend := newFakeCall("f")
+	h.sip <- IncomingEvent{Call: friend, From: "sip:201@pbx"}
+	h.expectEvent("ringing")
+	<-friend.accepted
+	h.expectEvent("answered")
+	<-h.stream.running
+
+	second := newFakeCall("s")
+	h.sip <- IncomingEvent{Call: second, From: "sip:202@pbx"}
+	if code := <-second.rejected; code != 486 {
+		t.Fatalf("second call got %d", code)
+	}
+	friend.end()
+	h.expectEvent("hangup")
+}
+
+func TestEmptyAllowListAcceptsOnlyTheRegistrar(t *testing.T) {
+	h := newHarness(t, `
+sip: {registrar: 127.0.0.1, user: "100"}
+audio: {backend: "null"}
+`)
+	c := newFakeCall("a")
+	h.sip <- IncomingEvent{Call: c, From: "sip:201@pbx", FromProxy: false}
+	if code := <-c.rejected; code != 403 {
+		t.Fatalf("call not from the registrar got %d", code)
+	}
+	ok := newFakeCall("b")
+	h.sip <- IncomingEvent{Call: ok, From: "sip:201@pbx", FromProxy: true}
+	<-ok.accepted
+}
+
+func TestMaxDurationHangsUp(t *testing.T) {
+	h := newHarness(t, testYAML)
+	call, _ := h.answerBell()
+	h.clock.Advance(3 * time.Minute)
+	<-call.hungup
+	h.expectEvent("hangup")
+}
+
+func TestButtonDuringCallHangsUp(t *testing.T) {
+	h := newHarness(t, testYAML)
+	call, _ := h.answerBell()
+	if err := h.st.PressButton(context.Background(), "bell"); err != nil {
+		t.Fatal(err)
+	}
+	<-call.hungup
+	if got := h.callState(); got != "idle" {
+		t.Fatalf("call state %q", got)
+	}
+}
+
+func TestButtonWhileRingingCancelsTheDial(t *testing.T) {
+	h := newHarness(t, testYAML)
+	if err := h.st.PressButton(context.Background(), "bell"); err != nil {
+		t.Fatal(err)
+	}
+	<-h.phone.reqs
+	if err := h.st.PressButton(context.Background(), "bell"); err != nil {
+		t.Fatal(err)
+	}
+	h.expectEvent("hangup")
+	if got := h.callState(); got != "idle" {
+		t.Fatalf("call state %q", got)
+	}
+}
+
+func TestFailedDialReturnsToIdle(t *testing.T) {
+	h := newHarness(t, testYAML)
+	if err := h.st.PressButton(context.Background(), "bell"); err != nil {
+		t.Fatal(err)
+	}
+	<-h.phone.reqs
+	h.phone.results <- dialResult{err: errors.New("486 Busy Here")}
+	h.expectEvent("hangup")
+	if got := h.callState(); got != "idle" {
+		t.Fatalf("call state %q", got)
+	}
+}
+
+func TestAPICommandErrors(t *testing.T) {
+	h := newHarness(t, testYAML)
+	ctx := context.Background()
+	if err := h.st.PressButton(ctx, "nope"); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("unknown button: %v", err)
+	}
+	if err := h.st.PulseRelay(ctx, "nope", 0); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("unknown relay: %v", err)
+	}
+	if err := h.st.Hangup(ctx); !errors.Is(err, api.ErrConflict) {
+		t.Errorf("hangup while idle: %v", err)
+	}
+	if err := h.st.PulseRelay(ctx, "door", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if ev := h.expectEvent("door_opened"); ev.Data["source"] != "api" {
+		t.Errorf("door_opened %v", ev.Data)
+	}
+}
+
+func TestRegistrationDrivesLEDAndEvents(t *testing.T) {
+	h := newHarness(t, testYAML)
+	h.sync()
+	if got := h.led.Pattern(); got != "unregistered" {
+		t.Fatalf("LED %q before registration", got)
+	}
+	h.sip <- RegistrationEvent{State: "registered", Registrar: "127.0.0.1", Expires: h.clock.Now().Add(time.Minute)}
+	h.expectEvent("registered")
+	if got := h.led.Pattern(); got != "registered" {
+		t.Fatalf("LED %q when registered", got)
+	}
+	st, _ := h.st.Status(context.Background())
+	if st.Registration.State != "registered" || st.Registration.ExpiresIn != "1m0s" {
+		t.Fatalf("registration status %+v", st.Registration)
+	}
+	h.sip <- RegistrationEvent{State: "failed", Registrar: "127.0.0.1", Err: errors.New("timeout")}
+	h.expectEvent("unregistered")
+}
