@@ -1,0 +1,586 @@
+// Package sipagent is the door station's SIP user agent, built on
+// github.com/emiago/sipgo: it registers with a registrar, places and answers
+// calls with G.711 SDP offer/answer, and reports registrations, calls and
+// SIP INFO DTMF as events. It knows nothing of audio devices or GPIO.
+package sipagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"intercom/internal/clock"
+)
+
+// Config configures an Agent. Zero values take the documented defaults.
+type Config struct {
+	// Transport is "udp" (default) or "tcp".
+	Transport string
+	// Listen is the local IP:port; default "0.0.0.0:5060". Port 0 picks a
+	// free port (see Agent.Addr).
+	Listen string
+	// Registrar is host[:port] or a sip: URI; empty means peer-to-peer.
+	Registrar string
+	// OutboundProxy is host[:port] or a sip: URI; when set, requests that
+	// start a dialog or a registration are routed through it.
+	OutboundProxy string
+	User          string
+	AuthUser      string // digest user name; defaults to User
+	Password      string
+	DisplayName   string
+	// RegisterExpires is the binding lifetime we ask for; default 300 s.
+	RegisterExpires time.Duration
+	// Keepalive sends an OPTIONS to the registrar this often while
+	// registered (NAT bindings, and noticing a registrar restart); 0: never.
+	Keepalive time.Duration
+	UserAgent string // default "intercom"
+	Logger    *slog.Logger
+
+	// Clock drives registration refresh and back-off, ring and answer
+	// timeouts; default the wall clock.
+	Clock clock.Clock
+	// RetryMin and RetryMax bound the registration back-off (default 1 s and
+	// 60 s); each failure doubles the delay, with ±20% jitter.
+	RetryMin, RetryMax time.Duration
+	// AnswerTimeout is how long an incoming call waits for Accept or Reject
+	// before it is answered 480; default 30 s.
+	AnswerTimeout time.Duration
+}
+
+const (
+	defaultListen        = "0.0.0.0:5060"
+	defaultExpires       = 300 * time.Second
+	defaultRetryMin      = time.Second
+	defaultRetryMax      = 60 * time.Second
+	defaultAnswerTimeout = 30 * time.Second
+	eventBuffer          = 64
+	// emitWait bounds how long a slow event consumer can hold up a SIP
+	// handler before the event is dropped.
+	emitWait = time.Second
+	// shutdownWait bounds each BYE and the un-REGISTER when Run stops.
+	shutdownWait = 2 * time.Second
+	allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+)
+
+// Agent is a SIP user agent bound to one listening socket.
+type Agent struct {
+	cfg       Config
+	log       *slog.Logger
+	clk       clock.Clock
+	transport string // as sipgo spells it: "UDP" or "TCP"
+	listenIP  netip.Addr
+	addr      netip.AddrPort
+	udp       *net.UDPConn
+	tcp       *net.TCPListener
+	registrar *sip.Uri // nil: no registration
+	proxy     *sip.Uri // nil: no outbound proxy
+	domain    string   // host part of our address-of-record
+
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
+
+	events  chan Event
+	dropped atomic.Uint64
+
+	mu       sync.Mutex
+	state    int // stateNew, stateRunning, stateStopping
+	runCtx   context.Context
+	locals   map[netip.Addr]*localEnd
+	calls    map[string]*Call // by sipgo dialog ID
+	proxyIPs []netip.Addr
+	wg       sync.WaitGroup // goroutines and handlers started while running
+}
+
+const (
+	stateNew = iota
+	stateRunning
+	stateStopping
+)
+
+// localEnd is our side of the network toward some peer: the local IP the
+// kernel routes from, and a sipgo client whose Via and Contact carry it.
+type localEnd struct {
+	ip     netip.Addr
+	client *sipgo.Client
+	dua    *sipgo.DialogUA
+}
+
+// New validates cfg, binds the listening socket and prepares the sipgo
+// stack. Run must be called to serve it; Run also releases the socket.
+func New(cfg Config) (*Agent, error) {
+	a := &Agent{cfg: cfg, log: cfg.Logger, clk: cfg.Clock}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.clk == nil {
+		a.clk = clock.Real{}
+	}
+	if a.cfg.UserAgent == "" {
+		a.cfg.UserAgent = "intercom"
+	}
+	switch {
+	case a.cfg.RegisterExpires <= 0:
+		a.cfg.RegisterExpires = defaultExpires
+	case a.cfg.RegisterExpires < time.Second:
+		// Expires counts whole seconds, and 0 would remove the binding.
+		a.cfg.RegisterExpires = time.Second
+	}
+	if a.cfg.RetryMin <= 0 {
+		a.cfg.RetryMin = defaultRetryMin
+	}
+	if a.cfg.RetryMax < a.cfg.RetryMin {
+		a.cfg.RetryMax = max(defaultRetryMax, a.cfg.RetryMin)
+	}
+	if a.cfg.AnswerTimeout <= 0 {
+		a.cfg.AnswerTimeout = defaultAnswerTimeout
+	}
+	if a.cfg.AuthUser == "" {
+		a.cfg.AuthUser = a.cfg.User
+	}
+	switch strings.ToLower(cfg.Transport) {
+	case "", "udp":
+		a.transport = "UDP"
+	case "tcp":
+		a.transport = "TCP"
+	default:
+		return nil, fmt.Errorf("sipagent: unsupported transport %q", cfg.Transport)
+	}
+	if strings.ContainsAny(a.cfg.User, "@:;<> ") {
+		return nil, fmt.Errorf("sipagent: invalid user %q", a.cfg.User)
+	}
+	listen := cfg.Listen
+	if listen == "" {
+		listen = defaultListen
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("sipagent: listen %q: %w", listen, err)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil, fmt.Errorf("sipagent: listen %q: need an IP address: %w", listen, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("sipagent: listen %q: bad port: %w", listen, err)
+	}
+	a.listenIP = ip.Unmap()
+	if a.registrar, err = parseServer(cfg.Registrar); err != nil {
+		return nil, fmt.Errorf("sipagent: registrar: %w", err)
+	}
+	if a.proxy, err = parseServer(cfg.OutboundProxy); err != nil {
+		return nil, fmt.Errorf("sipagent: outbound proxy: %w", err)
+	}
+	if a.registrar != nil {
+		if a.cfg.User == "" {
+			return nil, errors.New("sipagent: registrar set but user empty")
+		}
+		a.domain = a.registrar.Host
+	}
+
+	sipLog := a.log.With("component", "sipgo")
+	a.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgent(a.cfg.UserAgent),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(sipLog),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
+				a.log.Debug("sipagent: unmatched response", "response", r.StartLine())
+			}),
+		),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sipagent: user agent: %w", err)
+	}
+	a.srv, err = sipgo.NewServer(a.ua, sipgo.WithServerLogger(sipLog))
+	if err != nil {
+		_ = a.ua.Close()
+		return nil, fmt.Errorf("sipagent: server: %w", err)
+	}
+	if err := a.bind(netip.AddrPortFrom(a.listenIP, uint16(p))); err != nil {
+		_ = a.ua.Close()
+		return nil, err
+	}
+	a.events = make(chan Event, eventBuffer)
+	a.locals = map[netip.Addr]*localEnd{}
+	a.calls = map[string]*Call{}
+	a.routes()
+	return a, nil
+}
+
+func (a *Agent) bind(ap netip.AddrPort) error {
+	v := "4"
+	if a.listenIP.Is6() {
+		v = "6"
+	}
+	if a.transport == "UDP" {
+		c, err := net.ListenUDP("udp"+v, net.UDPAddrFromAddrPort(ap))
+		if err != nil {
+			return fmt.Errorf("sipagent: listen: %w", err)
+		}
+		a.udp = c
+		a.addr = c.LocalAddr().(*net.UDPAddr).AddrPort()
+		return nil
+	}
+	l, err := net.ListenTCP("tcp"+v, net.TCPAddrFromAddrPort(ap))
+	if err != nil {
+		return fmt.Errorf("sipagent: listen: %w", err)
+	}
+	a.tcp = l
+	a.addr = l.Addr().(*net.TCPAddr).AddrPort()
+	return nil
+}
+
+// parseServer accepts "host", "host:port" or a sip: URI; "" gives nil.
+func parseServer(s string) (*sip.Uri, error) {
+	if s == "" {
+		return nil, nil
+	}
+	text := s
+	switch lower := strings.ToLower(s); {
+	case strings.HasPrefix(lower, "sips:"):
+		return nil, fmt.Errorf("%q: sips is not supported", s)
+	case !strings.HasPrefix(lower, "sip:"):
+		text = "sip:" + s
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(text, &u); err != nil {
+		return nil, fmt.Errorf("%q: %w", s, err)
+	}
+	if u.Host == "" || u.User != "" {
+		return nil, fmt.Errorf("%q: need a sip host", s)
+	}
+	return &sip.Uri{Scheme: "sip", Host: u.Host, Port: u.Port, UriParams: u.UriParams}, nil
+}
+
+// Addr is the bound listening address.
+func (a *Agent) Addr() netip.AddrPort { return a.addr }
+
+// Events delivers what happens. Read it continuously: when it is full for
+// more than a second, events are dropped and counted in DroppedEvents.
+func (a *Agent) Events() <-chan Event { return a.events }
+
+// DroppedEvents counts events lost to a slow consumer.
+func (a *Agent) DroppedEvents() uint64 { return a.dropped.Load() }
+
+func (a *Agent) emit(ev Event) {
+	select {
+	case a.events <- ev:
+		return
+	default:
+	}
+	t := time.NewTimer(emitWait)
+	defer t.Stop()
+	select {
+	case a.events <- ev:
+	case <-t.C:
+		a.dropped.Add(1)
+		a.log.Warn("sipagent: event dropped, consumer too slow", "event", fmt.Sprintf("%T", ev))
+	}
+}
+
+// Run serves SIP and, with a registrar, keeps the registration alive until
+// ctx is done; then it hangs up calls, un-registers (each bounded by a
+// short timeout), closes the socket and returns. Run may be called once.
+func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
+	if a.state != stateNew {
+		a.mu.Unlock()
+		return errors.New("sipagent: Run called twice")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.state = stateRunning
+	a.runCtx = ctx
+	a.mu.Unlock()
+
+	serveDone := make(chan error, 1)
+	if a.udp != nil {
+		// Until ServeUDP registers the listener in sipgo's connection pool,
+		// requests bound to the listening address would try to bind it
+		// again; register it first so that requests can go out at once.
+		local := a.udp.LocalAddr().String()
+		a.ua.TransportLayer().Pool("udp").Add(local, &sip.UDPConnection{PacketConn: a.udp, PacketAddr: local, Listener: true})
+		go func() { serveDone <- a.srv.ServeUDP(a.udp) }()
+	} else {
+		go func() { serveDone <- a.srv.ServeTCP(a.tcp) }()
+	}
+	a.log.Info("sipagent: listening", "transport", a.transport, "addr", a.addr)
+
+	regDone := make(chan struct{})
+	if a.registrar != nil {
+		go func() {
+			defer close(regDone)
+			a.registerLoop(ctx)
+		}()
+	} else {
+		close(regDone)
+		if a.proxy != nil {
+			a.track(func() { a.refreshProxyIPs(ctx) })
+		}
+		a.emit(RegistrationChanged{State: StateDisabled})
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-serveDone:
+		serveErr = fmt.Errorf("sipagent: serve: %w", serveErr)
+		cancel()
+	}
+
+	a.mu.Lock()
+	a.state = stateStopping
+	active := make([]*Call, 0, len(a.calls))
+	for _, c := range a.calls {
+		active = append(active, c)
+	}
+	a.mu.Unlock()
+	var byes sync.WaitGroup
+	for _, c := range active {
+		byes.Go(func() {
+			hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownWait)
+			defer hcancel()
+			if err := c.hangup(hctx, ReasonShutdown); err != nil {
+				a.log.Debug("sipagent: hangup at shutdown", "call", c.ID(), "err", err)
+			}
+		})
+	}
+	byes.Wait()
+	<-regDone
+
+	// Closing the UA terminates every transaction, which releases handlers
+	// and dialogs still waiting on one.
+	_ = a.ua.Close()
+	if a.udp != nil {
+		_ = a.udp.Close()
+	} else {
+		_ = a.tcp.Close()
+	}
+	if serveErr == nil {
+		<-serveDone
+	}
+	a.wg.Wait()
+	return serveErr
+}
+
+// track runs f as work owned by the running agent; false if it is not
+// running (not started or stopping).
+func (a *Agent) track(f func()) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state != stateRunning {
+		return false
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// enter marks a handler as in progress; the caller must call a.wg.Done.
+func (a *Agent) enter() (context.Context, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state != stateRunning {
+		return nil, false
+	}
+	a.wg.Add(1)
+	return a.runCtx, true
+}
+
+// local returns our end toward host: the listen IP if it is specific,
+// otherwise the IP the kernel would send from.
+func (a *Agent) local(ctx context.Context, host string) (*localEnd, error) {
+	ip := a.listenIP
+	if ip.IsUnspecified() {
+		remote, err := resolve(ctx, host)
+		if err != nil {
+			return nil, err
+		}
+		if ip, err = routeFrom(remote); err != nil {
+			return nil, err
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if le, ok := a.locals[ip]; ok {
+		return le, nil
+	}
+	opts := []sipgo.ClientOption{
+		sipgo.WithClientHostname(ip.String()),
+		sipgo.WithClientPort(int(a.addr.Port())),
+		sipgo.WithClientLogger(a.log.With("component", "sipgo")),
+	}
+	if a.udp != nil {
+		// Send from the listening socket so that responses, NAT bindings
+		// and the registrar's view of us all use one address.
+		opts = append(opts, sipgo.WithClientConnectionAddr(a.udp.LocalAddr().String()))
+	}
+	client, err := sipgo.NewClient(a.ua, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("sipagent: client: %w", err)
+	}
+	le := &localEnd{ip: ip, client: client}
+	le.dua = &sipgo.DialogUA{Client: client, ContactHDR: a.contact(ip)}
+	a.locals[ip] = le
+	return le, nil
+}
+
+func (a *Agent) contact(ip netip.Addr) sip.ContactHeader {
+	u := sip.Uri{Scheme: "sip", User: a.cfg.User, Host: ip.String(), Port: int(a.addr.Port())}
+	if a.transport == "TCP" {
+		u.UriParams = sip.HeaderParams{{K: "transport", V: "tcp"}}
+	}
+	return sip.ContactHeader{Address: u}
+}
+
+// resolve returns host's address, preferring IPv4 like sipgo's transport.
+func resolve(ctx context.Context, host string) (netip.Addr, error) {
+	if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		return ip.Unmap(), nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("sipagent: resolve %s: %w", host, err)
+	}
+	for _, ip := range ips {
+		if ip.Unmap().Is4() {
+			return ip.Unmap(), nil
+		}
+	}
+	if len(ips) == 0 {
+		return netip.Addr{}, fmt.Errorf("sipagent: resolve %s: no addresses", host)
+	}
+	return ips[0], nil
+}
+
+// routeFrom asks the kernel which local IP it would use toward remote;
+// connecting a UDP socket sends nothing.
+func routeFrom(remote netip.Addr) (netip.Addr, error) {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, 9)))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("sipagent: no route to %s: %w", remote, err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}
+
+// nextHop is where out-of-dialog requests physically go first.
+func (a *Agent) nextHop(target *sip.Uri) string {
+	if a.proxy != nil {
+		return a.proxy.Host
+	}
+	return target.Host
+}
+
+// addRoute routes an out-of-dialog request through the outbound proxy
+// (RFC 3261 section 8.1.2: a pre-existing route set with a loose router).
+func (a *Agent) addRoute(req *sip.Request) {
+	if a.proxy == nil {
+		return
+	}
+	u := *a.proxy.Clone()
+	if !u.UriParams.Has("lr") {
+		u.UriParams = append(u.UriParams.Clone(), sip.HeaderKV{K: "lr"})
+	}
+	req.AppendHeader(&sip.RouteHeader{Address: u})
+}
+
+// refreshProxyIPs remembers the registrar's and outbound proxy's addresses
+// so that IncomingCall.FromProxy can be decided without a DNS lookup.
+func (a *Agent) refreshProxyIPs(ctx context.Context) {
+	var ips []netip.Addr
+	for _, u := range []*sip.Uri{a.registrar, a.proxy} {
+		if u == nil {
+			continue
+		}
+		if ip, err := resolve(ctx, u.Host); err == nil {
+			ips = append(ips, ip)
+		} else {
+			a.log.Debug("sipagent: resolve", "host", u.Host, "err", err)
+		}
+	}
+	a.mu.Lock()
+	if len(ips) > 0 {
+		a.proxyIPs = ips
+	}
+	a.mu.Unlock()
+}
+
+func (a *Agent) fromProxy(ip netip.Addr) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range a.proxyIPs {
+		if p == ip.Unmap() {
+			return true
+		}
+	}
+	return false
+}
+
+// aor is our address-of-record: sip:user@registrar-host, or our own IP
+// when there is no registrar.
+func (a *Agent) aor(local netip.Addr) sip.Uri {
+	host := a.domain
+	if host == "" {
+		host = local.String()
+	}
+	return sip.Uri{Scheme: "sip", User: a.cfg.User, Host: host}
+}
+
+func (a *Agent) fromHeader(local netip.Addr) *sip.FromHeader {
+	return &sip.FromHeader{
+		DisplayName: a.cfg.DisplayName,
+		Address:     a.aor(local),
+		Params:      sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(16)}},
+	}
+}
+
+func (a *Agent) callByRequest(req *sip.Request) *Call {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// Our role in the dialog decides which tag is local (RFC 3261 section
+	// 12): look the request up both ways.
+	if id, err := sip.DialogIDFromRequestUAS(req); err == nil {
+		if c, ok := a.calls[id]; ok {
+			return c
+		}
+	}
+	if id, err := sip.DialogIDFromRequestUAC(req); err == nil {
+		if c, ok := a.calls[id]; ok {
+			return c
+		}
+	}
+	return nil
+}
+
+func (a *Agent) addCall(c *Call) {
+	a.mu.Lock()
+	a.calls[c.dialogID] = c
+	a.mu.Unlock()
+}
+
+func (a *Agent) removeCall(c *Call) {
+	a.mu.Lock()
+	if a.calls[c.dialogID] == c {
+		delete(a.calls, c.dialogID)
+	}
+	a.mu.Unlock()
+}

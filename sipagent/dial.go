@@ -1,0 +1,301 @@
+package sipagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// DialRequest describes an outgoing call.
+type DialRequest struct {
+	// Targets are SIP URIs, e.g. "sip:201@pbx.example.com"; with a
+	// registrar, a bare user ("201") means that user at the registrar.
+	Targets []string
+	// Parallel rings all targets at once (the first to answer wins, the
+	// others are cancelled); otherwise they are tried one after another.
+	Parallel bool
+	// RingTimeout limits ringing per target (sequential) or for the whole
+	// group (parallel); zero means no limit of our own.
+	RingTimeout time.Duration
+	Media       MediaOffer
+	// OnRinging is called, on Dial's goroutine, when a target reports 180
+	// Ringing or 183 Session Progress.
+	OnRinging func(target string)
+}
+
+// ErrNoAnswer is returned by Dial when RingTimeout passed without an answer.
+var ErrNoAnswer = errors.New("no answer")
+
+// errLost is an answer that came after another target (or a timeout or
+// cancellation) had already settled the dial; it was hung up.
+var errLost = errors.New("answered too late")
+
+// Dial calls the targets and blocks until one answers (its Call is
+// returned, media negotiated and ACK sent) or all have failed. Failure
+// responses come back as *StatusError within the returned error. When ctx
+// is cancelled, pending INVITEs are cancelled (RFC 3261 section 9) and
+// ctx.Err() is returned.
+func (a *Agent) Dial(ctx context.Context, req DialRequest) (*Call, error) {
+	if len(req.Targets) == 0 {
+		return nil, errors.New("sipagent: dial: no targets")
+	}
+	targets := make([]*sip.Uri, len(req.Targets))
+	for i, t := range req.Targets {
+		u, err := a.parseTarget(t)
+		if err != nil {
+			return nil, err
+		}
+		targets[i] = u
+	}
+	codecs, err := normalizeCodecs(req.Media.Codecs)
+	if err != nil {
+		return nil, fmt.Errorf("sipagent: dial: %w", err)
+	}
+	if req.Parallel {
+		return a.ring(ctx, targets, req, codecs)
+	}
+	var errs []error
+	for _, t := range targets {
+		c, err := a.ring(ctx, []*sip.Uri{t}, req, codecs)
+		if err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// parseTarget reads a SIP URI; with a registrar, a bare user part such as
+// "201" means that user at the registrar.
+func (a *Agent) parseTarget(t string) (*sip.Uri, error) {
+	t = strings.TrimSpace(t)
+	if a.registrar != nil && t != "" && !strings.ContainsAny(t, ":@;") {
+		u := *a.registrar.Clone()
+		u.User = t
+		return &u, nil
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(t, &u); err != nil || !strings.EqualFold(u.Scheme, "sip") || u.Host == "" {
+		return nil, fmt.Errorf("sipagent: dial: bad target %q", t)
+	}
+	u.Scheme = "sip"
+	return &u, nil
+}
+
+type attemptResult struct {
+	call *Call
+	err  error
+}
+
+// arbiter lets exactly one party settle a ring group: the first target to
+// answer, or Dial giving up.
+type arbiter struct {
+	mu      sync.Mutex
+	settled bool
+}
+
+func (b *arbiter) claim() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.settled {
+		return false
+	}
+	b.settled = true
+	return true
+}
+
+// ring INVITEs targets at once and returns the first to answer.
+func (a *Agent) ring(ctx context.Context, targets []*sip.Uri, req DialRequest, codecs []Codec) (*Call, error) {
+	attemptCtx, cancel := context.WithCancel(ctx)
+	// Returning cancels every attempt still ringing; each sends its CANCEL
+	// in the background.
+	defer cancel()
+	arb := &arbiter{}
+	results := make(chan attemptResult, len(targets))
+	ringing := make(chan string, len(targets))
+	var timedOut chan struct{}
+	if req.RingTimeout > 0 {
+		timedOut = make(chan struct{})
+		t := a.clk.AfterFunc(req.RingTimeout, func() { close(timedOut) })
+		defer t.Stop()
+	}
+	started := 0
+	for _, t := range targets {
+		if !a.track(func() { results <- a.attempt(attemptCtx, t, req, codecs, arb, ringing) }) {
+			break
+		}
+		started++
+	}
+	if started == 0 {
+		return nil, errors.New("sipagent: dial: agent not running")
+	}
+	var errs []error
+	done := ctx.Done()
+	for pending := started; pending > 0; {
+		select {
+		case t := <-ringing:
+			if req.OnRinging != nil {
+				req.OnRinging(t)
+			}
+		case r := <-results:
+			pending--
+			// An attempt reports ringing before its result; keep that order.
+			for drained := false; !drained; {
+				select {
+				case t := <-ringing:
+					if req.OnRinging != nil {
+						req.OnRinging(t)
+					}
+				default:
+					drained = true
+				}
+			}
+			if r.call != nil {
+				return r.call, nil
+			}
+			if !errors.Is(r.err, errLost) {
+				errs = append(errs, r.err)
+			}
+		case <-timedOut:
+			timedOut = nil
+			if arb.claim() {
+				return nil, fmt.Errorf("sipagent: dial %s: %w within %v", targetList(targets), ErrNoAnswer, req.RingTimeout)
+			}
+			// Someone answered just now; its result is on the way.
+		case <-done:
+			done = nil
+			if arb.claim() {
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return nil, fmt.Errorf("sipagent: dial: %w", errors.Join(errs...))
+}
+
+func targetList(targets []*sip.Uri) string {
+	s := make([]string, len(targets))
+	for i, t := range targets {
+		s[i] = t.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// attempt INVITEs one target and waits for its final response.
+func (a *Agent) attempt(ctx context.Context, target *sip.Uri, req DialRequest, codecs []Codec, arb *arbiter, ringing chan<- string) attemptResult {
+	name := target.String()
+	fail := func(err error) attemptResult {
+		return attemptResult{err: fmt.Errorf("%s: %w", name, err)}
+	}
+	le, err := a.local(ctx, a.nextHop(target))
+	if err != nil {
+		return fail(err)
+	}
+	local := req.Media.Addr
+	if !local.Addr().IsValid() || local.Addr().IsUnspecified() {
+		local = netip.AddrPortFrom(le.ip, local.Port())
+	}
+	var dtmfPT uint8
+	if req.Media.DTMF {
+		dtmfPT = dtmfPayloadType
+	}
+	body, err := buildSDP(local, codecs, dtmfPT, req.Media.Ptime)
+	if err != nil {
+		return fail(err)
+	}
+
+	inv := sip.NewRequest(sip.INVITE, *target.Clone())
+	inv.SetTransport(a.transport)
+	inv.AppendHeader(a.fromHeader(le.ip))
+	inv.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: target.User, Host: target.Host, Port: target.Port}})
+	inv.AppendHeader(le.dua.ContactHDR.Clone())
+	inv.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	inv.AppendHeader(sip.NewHeader("User-Agent", a.cfg.UserAgent))
+	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	a.addRoute(inv)
+	inv.SetBody(body)
+
+	cs, err := le.dua.WriteInvite(ctx, inv)
+	if err != nil {
+		return fail(err)
+	}
+	rang := false
+	err = cs.WaitAnswer(ctx, sipgo.AnswerOptions{
+		OnResponse: func(res *sip.Response) error {
+			if !rang && (res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress) {
+				rang = true
+				ringing <- name
+			}
+			return nil
+		},
+		Username: a.cfg.AuthUser,
+		Password: a.cfg.Password,
+	})
+	if err != nil {
+		if res := cs.InviteResponse; res != nil && res.IsSuccess() {
+			// The callee answered while we were cancelling (RFC 3261
+			// section 9.1 allows the race): confirm and end that dialog.
+			a.drop(cs)
+		}
+		var dr *sipgo.ErrDialogResponse
+		if errors.As(err, &dr) {
+			return attemptResult{err: &StatusError{Target: name, Code: dr.Res.StatusCode, Reason: dr.Res.Reason}}
+		}
+		if ctx.Err() != nil {
+			return fail(ctx.Err())
+		}
+		return fail(err)
+	}
+	if !arb.claim() {
+		a.drop(cs)
+		return fail(errLost)
+	}
+	callID := ""
+	if h := inv.CallID(); h != nil {
+		callID = h.Value()
+	}
+	c := newCall(a, le, callID, cs.ID, name, callActive)
+	c.cs = cs
+	answer, perr := parseSDP(cs.InviteResponse.Body())
+	var media MediaAnswer
+	if perr == nil {
+		media, perr = answerFromPeer(answer, codecs, req.Media.DTMF)
+	}
+	if perr != nil {
+		// RFC 3261 section 13.2.2.4: ACK the 2xx, then end the session.
+		a.drop(cs)
+		return attemptResult{err: fmt.Errorf("%s: %w", name, perr)}
+	}
+	media.Local = local
+	c.media = media
+	a.addCall(c)
+	if err := cs.Ack(ctx); err != nil {
+		a.removeCall(c)
+		a.drop(cs)
+		return fail(fmt.Errorf("ACK: %w", err))
+	}
+	a.log.Info("sipagent: call answered", "call", callID, "target", name, "media", media)
+	return attemptResult{call: c}
+}
+
+// drop ACKs an unwanted 2xx and hangs that dialog up.
+func (a *Agent) drop(cs *sipgo.DialogClientSession) {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
+	defer cancel()
+	if err := cs.Ack(ctx); err != nil {
+		a.log.Debug("sipagent: ACK unwanted answer", "err", err)
+		return
+	}
+	if err := cs.Bye(ctx); err != nil {
+		a.log.Debug("sipagent: BYE unwanted answer", "err", err)
+	}
+}

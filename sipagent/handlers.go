@@ -1,0 +1,335 @@
+package sipagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+const acceptTypes = "application/sdp, application/dtmf-relay, application/dtmf"
+
+func (a *Agent) routes() {
+	a.srv.OnInvite(a.guard(a.onInvite))
+	a.srv.OnAck(a.guard(a.onAck))
+	a.srv.OnBye(a.guard(a.onBye))
+	a.srv.OnCancel(a.guard(a.onCancel))
+	a.srv.OnInfo(a.guard(a.onInfo))
+	a.srv.OnOptions(a.guard(a.onOptions))
+	a.srv.OnNoRoute(a.guard(a.onNoRoute))
+}
+
+// guard keeps a bad request from taking the process down: sipgo runs
+// handlers without recovering panics.
+func (a *Agent) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		defer func() {
+			if r := recover(); r != nil {
+				a.log.Error("sipagent: panic in request handler", "method", req.Method, "panic", fmt.Sprint(r))
+				func() {
+					defer func() { _ = recover() }()
+					a.respond(req, tx, sip.StatusInternalServerError, "Server Internal Error")
+				}()
+			}
+		}()
+		h(req, tx)
+	}
+}
+
+func (a *Agent) respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
+	if req.IsAck() || tx == nil {
+		return
+	}
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range headers {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
+		a.log.Debug("sipagent: respond", "method", req.Method, "code", code, "err", err)
+	}
+}
+
+func (a *Agent) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	a.respond(req, tx, sip.StatusOK, "OK",
+		sip.NewHeader("Allow", allowMethods),
+		sip.NewHeader("Accept", acceptTypes),
+		sip.NewHeader("User-Agent", a.cfg.UserAgent))
+}
+
+// onNoRoute answers methods we do not implement; RFC 3261 section 21.4.6
+// requires the Allow header with 405.
+func (a *Agent) onNoRoute(req *sip.Request, tx sip.ServerTransaction) {
+	a.respond(req, tx, sip.StatusMethodNotAllowed, "Method Not Allowed", sip.NewHeader("Allow", allowMethods))
+}
+
+// onCancel only sees a CANCEL that matched no INVITE transaction: sipgo
+// answers a matching one itself (200 to the CANCEL, 487 to the INVITE)
+// and tells the dialog, which ends the pending call.
+func (a *Agent) onCancel(req *sip.Request, tx sip.ServerTransaction) {
+	a.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+}
+
+// onAck confirms an answered incoming call; without it sipgo keeps
+// retransmitting the 200 OK (RFC 3261 section 13.3.1.4).
+func (a *Agent) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	c := a.callByRequest(req)
+	if c == nil || c.ss == nil {
+		return
+	}
+	if err := c.ss.ReadAck(req, tx); err != nil {
+		a.log.Debug("sipagent: ACK", "call", c.id, "err", err)
+	}
+}
+
+func (a *Agent) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	c := a.callByRequest(req)
+	if c == nil {
+		a.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	c.presetReason(ReasonRemoteHangup)
+	var err error
+	if c.cs != nil {
+		err = c.cs.ReadBye(req, tx)
+	} else {
+		err = c.ss.ReadBye(req, tx)
+	}
+	if errors.Is(err, sipgo.ErrDialogInvalidCseq) {
+		// An out-of-order BYE (RFC 3261 section 12.2.2) ends nothing.
+		c.clearReason()
+		a.respond(req, tx, sip.StatusInternalServerError, "Server Internal Error")
+		return
+	}
+	if err != nil {
+		a.log.Debug("sipagent: BYE", "call", c.id, "err", err)
+	}
+	c.end(ReasonRemoteHangup)
+}
+
+func (a *Agent) onInfo(req *sip.Request, tx sip.ServerTransaction) {
+	c := a.callByRequest(req)
+	if c == nil {
+		a.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	body := req.Body()
+	if len(body) == 0 {
+		// An empty INFO is a dialog keep-alive (RFC 6086 section 4.2.2).
+		a.respond(req, tx, sip.StatusOK, "OK")
+		return
+	}
+	var ct string
+	if h := req.ContentType(); h != nil {
+		ct, _, _ = strings.Cut(strings.ToLower(h.Value()), ";")
+		ct = strings.TrimSpace(ct)
+	}
+	var digit rune
+	var err error
+	switch ct {
+	case "application/dtmf-relay":
+		digit, err = parseDTMFRelay(string(body))
+	case "application/dtmf":
+		digit, err = parseDTMFDigit(strings.TrimSpace(string(body)))
+	default:
+		a.respond(req, tx, sip.StatusUnsupportedMediaType, "Unsupported Media Type",
+			sip.NewHeader("Accept", "application/dtmf-relay, application/dtmf"))
+		return
+	}
+	if err != nil {
+		a.log.Debug("sipagent: INFO", "call", c.id, "err", err)
+		a.respond(req, tx, sip.StatusBadRequest, "Bad Request")
+		return
+	}
+	a.respond(req, tx, sip.StatusOK, "OK")
+	a.emit(DTMF{Call: c, Digit: digit})
+}
+
+// parseDTMFRelay reads the de-facto application/dtmf-relay body:
+// "Signal=5\r\nDuration=160".
+func parseDTMFRelay(body string) (rune, error) {
+	var digit rune
+	found := false
+	for line := range strings.Lines(body) {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			return 0, fmt.Errorf("sipagent: dtmf-relay: bad line %q", strings.TrimSpace(line))
+		}
+		if !strings.EqualFold(strings.TrimSpace(k), "signal") {
+			continue
+		}
+		if found {
+			return 0, errors.New("sipagent: dtmf-relay: two Signal lines")
+		}
+		d, err := parseDTMFDigit(strings.TrimSpace(v))
+		if err != nil {
+			return 0, err
+		}
+		digit, found = d, true
+	}
+	if !found {
+		return 0, errors.New("sipagent: dtmf-relay: no Signal")
+	}
+	return digit, nil
+}
+
+// parseDTMFDigit accepts one of 0-9 * # A-D, or the event codes 10 and 11
+// that some phones send for * and # (RFC 4733 section 3.2 numbering).
+func parseDTMFDigit(s string) (rune, error) {
+	switch {
+	case len(s) == 1 && strings.Contains("0123456789*#ABCD", strings.ToUpper(s)):
+		return rune(strings.ToUpper(s)[0]), nil
+	case s == "10":
+		return '*', nil
+	case s == "11":
+		return '#', nil
+	}
+	return 0, fmt.Errorf("sipagent: bad DTMF digit %q", s)
+}
+
+func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	runCtx, ok := a.enter()
+	if !ok {
+		a.respond(req, tx, sip.StatusServiceUnavailable, "Service Unavailable")
+		return
+	}
+	defer a.wg.Done()
+
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		// A re-INVITE. We keep the session as negotiated, which RFC 3264
+		// section 8 allows by refusing the new offer.
+		if a.callByRequest(req) != nil {
+			a.respond(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
+		} else {
+			a.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		}
+		return
+	}
+	// RFC 3261 section 8.2.2.3: we support no extensions.
+	if req.GetHeader("Require") != nil {
+		var req2 []string
+		for _, h := range req.GetHeaders("Require") {
+			req2 = append(req2, h.Value())
+		}
+		a.respond(req, tx, sip.StatusBadExtension, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(req2, ", ")))
+		return
+	}
+	if h := req.ContentType(); h != nil && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(h.Value())), "application/sdp") {
+		a.respond(req, tx, sip.StatusUnsupportedMediaType, "Unsupported Media Type", sip.NewHeader("Accept", "application/sdp"))
+		return
+	}
+	offer, err := parseSDP(req.Body())
+	if err != nil {
+		a.log.Info("sipagent: INVITE refused", "from", fromURI(req), "err", err)
+		if errors.Is(err, errSDPSyntax) {
+			a.respond(req, tx, sip.StatusBadRequest, "Bad Request")
+		} else {
+			a.respond(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
+		}
+		return
+	}
+	src, _ := netip.ParseAddrPort(req.Source())
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	host := req.Source()
+	if src.IsValid() {
+		host = src.Addr().String()
+	}
+	le, err := a.local(runCtx, host)
+	if err != nil {
+		a.log.Warn("sipagent: INVITE", "err", err)
+		a.respond(req, tx, sip.StatusInternalServerError, "Server Internal Error")
+		return
+	}
+	ss, err := le.dua.ReadInvite(req, tx)
+	if err != nil {
+		a.log.Info("sipagent: INVITE refused", "from", fromURI(req), "err", err)
+		a.respond(req, tx, sip.StatusBadRequest, "Bad Request")
+		return
+	}
+	callID := ""
+	if h := req.CallID(); h != nil {
+		callID = h.Value()
+	}
+	c := newCall(a, le, callID, ss.ID, fromURI(req), callPending)
+	c.ss, c.tx, c.offer = ss, tx, offer
+	c.decisions = make(chan decision)
+	a.addCall(c)
+	if err := ss.Respond(sip.StatusTrying, "Trying", nil); err != nil {
+		a.log.Debug("sipagent: 100 Trying", "err", err)
+	}
+	a.log.Info("sipagent: incoming call", "call", callID, "from", c.remote, "source", src)
+	a.emit(IncomingCall{Call: c, From: c.remote, Source: src, FromProxy: src.IsValid() && a.fromProxy(src.Addr())})
+	c.serveInvite(runCtx)
+}
+
+func fromURI(req *sip.Request) string {
+	if h := req.From(); h != nil {
+		return h.Address.String()
+	}
+	return ""
+}
+
+// serveInvite owns the INVITE server transaction until its final response:
+// sipgo terminates the transaction when the handler returns.
+func (c *Call) serveInvite(runCtx context.Context) {
+	a := c.a
+	timeout := a.clk.NewTimer(a.cfg.AnswerTimeout)
+	defer timeout.Stop()
+	for {
+		select {
+		case d := <-c.decisions:
+			switch {
+			case d.code < 200:
+				d.result <- c.ss.Respond(d.code, d.reason, nil)
+				continue
+			case d.code < 300:
+				err := c.ss.RespondSDP(d.sdp)
+				if err == nil {
+					c.activate(d.answer)
+					a.log.Info("sipagent: call answered", "call", c.id, "media", d.answer)
+				} else if errors.Is(err, sip.ErrTransactionCanceled) {
+					c.end(ReasonCancelled) // the CANCEL crossed our 200
+				} else {
+					c.end(ReasonFailed)
+				}
+				d.result <- err
+			default:
+				d.result <- c.final(d.code, d.reason)
+				c.end(d.ended)
+			}
+			return
+		case <-c.ss.Context().Done():
+			// sipgo already answered the CANCEL and sent 487.
+			c.end(ReasonCancelled)
+			return
+		case <-timeout.C():
+			if err := c.final(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"); err != nil {
+				a.log.Debug("sipagent: 480", "err", err)
+			}
+			c.end(ReasonNoAnswer)
+			return
+		case <-runCtx.Done():
+			if err := c.final(sip.StatusServiceUnavailable, "Service Unavailable"); err != nil {
+				a.log.Debug("sipagent: 503", "err", err)
+			}
+			c.end(ReasonShutdown)
+			return
+		}
+	}
+}
+
+// final sends a failure response on the INVITE transaction, which
+// absorbs the ACK itself (RFC 3261 section 17.2.1), so nothing waits here.
+func (c *Call) final(code int, reason string) error {
+	res := sip.NewResponseFromRequest(c.ss.InviteRequest, code, reason, nil)
+	if err := c.tx.Respond(res); err != nil {
+		return fmt.Errorf("sipagent: respond %d: %w", code, err)
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+package sipagent
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+const waitLong = 10 * time.Second
+
+func testLogger() *slog.Logger {
+	if os.Getenv("SIPAGENT_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return nil
+}
+
+// startAgent runs an agent on a loopback port until the test ends.
+func startAgent(t *testing.T, cfg Config) *Agent {
+	t.Helper()
+	a, stop := runAgent(t, cfg)
+	t.Cleanup(stop)
+	if cfg.Registrar == "" {
+		// Run has started once it reports registration disabled.
+		if e := waitEvent[RegistrationChanged](t, a); e.State != StateDisabled {
+			t.Fatalf("first event %+v, want disabled", e)
+		}
+	}
+	return a
+}
+
+// runAgent starts an agent; stop ends Run and checks its result.
+func runAgent(t *testing.T, cfg Config) (*Agent, func()) {
+	t.Helper()
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger()
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	return a, func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(waitLong):
+				t.Errorf("Run did not return")
+			}
+		})
+	}
+}
+
+// waitEvent returns the next event of type T, skipping others.
+func waitEvent[T Event](t *testing.T, a *Agent) T {
+	t.Helper()
+	timeout := time.After(waitLong)
+	for {
+		select {
+		case ev := <-a.Events():
+			if e, ok := ev.(T); ok {
+				return e
+			}
+		case <-timeout:
+			var zero T
+			t.Fatalf("no %T event", zero)
+			return zero
+		}
+	}
+}
+
+// noEvent checks that no event of type T is queued.
+func noEvent[T Event](t *testing.T, a *Agent) {
+	t.Helper()
+	for {
+		select {
+		case ev := <-a.Events():
+			if _, ok := ev.(T); ok {
+				t.Fatalf("unexpected %T event: %+v", ev, ev)
+			}
+		default:
+			return
+		}
+	}
+}
+
+func offer(port uint16, dtmf bool, codecs ...string) MediaOffer {
+	m := MediaOffer{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), port), DTMF: dtmf, Ptime: 20 * time.Millisecond}
+	for _, c := range codecs {
+		m.Codecs = append(m.Codecs, Codec{Name: c})
+	}
+	return m
+}
+
+func target(user string, a *Agent) string {
+	return "sip:" + user + "@" + a.Addr().String()
+}
+
+type dialResult struct {
+	call *Call
+	err  error
+}
+
+func dialAsync(ctx context.Context, a *Agent, req DialRequest) <-chan dialResult {
+	ch := make(chan dialResult, 1)
+	go func() {
+		c, err := a.Dial(ctx, req)
+		ch <- dialResult{c, err}
+	}()
+	return ch
+}
+
+func waitDial(t *testing.T, ch <-chan dialResult) dialResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(waitLong):
+		t.Fatal("Dial did not return")
+		return dialResult{}
+	}
+}
+
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitLong):
+		t.Fatalf("%s not closed", what)
+	}
+}
+
+// rawPeer is a bare sipgo stack on loopback for sending hand-made requests
+// and playing fake servers.
+type rawPeer struct {
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	client *sipgo.Client
+	addr   netip.AddrPort
+}
+
+func newRawPeer(t *testing.T, setup func(srv *sipgo.Server)) *rawPeer {
+	t.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("rawpeer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(srv)
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	local := conn.LocalAddr().String()
+	ua.TransportLayer().Pool("udp").Add(local, &sip.UDPConnection{PacketConn: conn, PacketAddr: local, Listener: true})
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(int(addr.Port())),
+		sipgo.WithClientConnectionAddr(local))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.ServeUDP(conn)
+	}()
+	t.Cleanup(func() {
+		_ = ua.Close()
+		_ = conn.Close()
+		<-done
+	})
+	return &rawPeer{ua: ua, srv: srv, client: client, addr: addr}
+}
+
+func (p *rawPeer) do(t *testing.T, req *sip.Request) *sip.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	res, err := p.client.Do(ctx, req)
+	if err != nil {
+		t.Fatalf("%s: %v", req.Method, err)
+	}
+	return res
+}
+
+func mustURI(t *testing.T, s string) sip.Uri {
+	t.Helper()
+	var u sip.Uri
+	if err := sip.ParseUri(s, &u); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}

@@ -1,0 +1,316 @@
+package sipagent
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pion/sdp/v3"
+)
+
+// Codec is an RTP audio codec with an 8000 Hz clock. Only PCMU (payload
+// type 0) and PCMA (payload type 8) are supported.
+type Codec struct {
+	Name        string
+	PayloadType uint8
+}
+
+// MediaOffer is the local side of an audio stream: where we receive RTP and
+// what we can send and receive.
+type MediaOffer struct {
+	// Addr is the local RTP address. An unspecified IP is replaced by the
+	// local IP that the agent uses toward the SIP peer.
+	Addr netip.AddrPort
+	// Codecs in order of preference.
+	Codecs []Codec
+	// DTMF offers or accepts RFC 4733 telephone-events.
+	DTMF bool
+	// Ptime is the packetization we ask the peer to send with (RFC 4566
+	// section 6, "a=ptime"); zero means 20 ms.
+	Ptime time.Duration
+}
+
+// MediaAnswer is the negotiated audio stream of an established call.
+type MediaAnswer struct {
+	Local, Remote netip.AddrPort
+	Codec         Codec
+	// DTMFPayloadType is the RFC 4733 telephone-event payload type; 0 means
+	// the peer does not send or accept telephone-events (0 is PCMU and never
+	// a telephone-event type).
+	DTMFPayloadType uint8
+	// Ptime is the packetization the peer asked for, 20 ms when it did not.
+	Ptime time.Duration
+}
+
+const (
+	// dtmfPayloadType is the dynamic payload type we offer for
+	// telephone-event; answers echo whatever the offer used.
+	dtmfPayloadType = 101
+	defaultPtime    = 20 * time.Millisecond
+	maxPtime        = 200 * time.Millisecond
+)
+
+var staticCodecs = []Codec{{Name: "PCMU", PayloadType: 0}, {Name: "PCMA", PayloadType: 8}}
+
+var (
+	// errSDPSyntax marks a body that is not SDP at all (answered 400).
+	errSDPSyntax = errors.New("malformed sdp")
+	// errSDPUnacceptable marks SDP that parses but offers nothing we can
+	// use (answered 488, RFC 3261 section 21.4.26).
+	errSDPUnacceptable = errors.New("unacceptable sdp")
+)
+
+// normalizeCodecs checks codec names and fills in their static payload
+// types, dropping duplicates.
+func normalizeCodecs(in []Codec) ([]Codec, error) {
+	if len(in) == 0 {
+		return nil, errors.New("sipagent: no codecs")
+	}
+	out := make([]Codec, 0, len(in))
+	for _, c := range in {
+		i := slices.IndexFunc(staticCodecs, func(s Codec) bool { return strings.EqualFold(s.Name, c.Name) })
+		if i < 0 {
+			return nil, fmt.Errorf("sipagent: unsupported codec %q", c.Name)
+		}
+		if !slices.Contains(out, staticCodecs[i]) {
+			out = append(out, staticCodecs[i])
+		}
+	}
+	return out, nil
+}
+
+// remoteMedia is what a peer's SDP says about its audio stream.
+type remoteMedia struct {
+	addr   netip.AddrPort
+	codecs []Codec // supported codecs in the peer's order, with its payload types
+	dtmfPT uint8   // 0: no telephone-event
+	ptime  time.Duration
+}
+
+func (r remoteMedia) codec(name string) (Codec, bool) {
+	i := slices.IndexFunc(r.codecs, func(c Codec) bool { return c.Name == name })
+	if i < 0 {
+		return Codec{}, false
+	}
+	return r.codecs[i], true
+}
+
+// parseSDP extracts the first usable RTP/AVP audio stream (RFC 4566, RFC
+// 3264 section 5). Errors wrap errSDPSyntax or errSDPUnacceptable.
+func parseSDP(body []byte) (remoteMedia, error) {
+	if len(body) == 0 {
+		return remoteMedia{}, fmt.Errorf("%w: empty body", errSDPUnacceptable)
+	}
+	var sd sdp.SessionDescription
+	if err := sd.Unmarshal(body); err != nil {
+		return remoteMedia{}, fmt.Errorf("%w: %v", errSDPSyntax, err)
+	}
+	sessionPtime := parsePtime(&sd.Attributes)
+	var lastErr error = fmt.Errorf("%w: no RTP/AVP audio stream", errSDPUnacceptable)
+	for _, md := range sd.MediaDescriptions {
+		if md.MediaName.Media != "audio" || md.MediaName.Port.Value == 0 ||
+			strings.Join(md.MediaName.Protos, "/") != "RTP/AVP" {
+			continue
+		}
+		rm, err := parseAudio(&sd, md)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if rm.ptime == 0 {
+			rm.ptime = sessionPtime
+		}
+		return rm, nil
+	}
+	return remoteMedia{}, lastErr
+}
+
+func parseAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription) (remoteMedia, error) {
+	var rm remoteMedia
+	port := md.MediaName.Port.Value
+	if port < 1 || port > 65535 {
+		return rm, fmt.Errorf("%w: bad port %d", errSDPUnacceptable, port)
+	}
+	ci := md.ConnectionInformation
+	if ci == nil {
+		ci = sd.ConnectionInformation
+	}
+	if ci == nil || ci.Address == nil || ci.NetworkType != "IN" {
+		return rm, fmt.Errorf("%w: no connection address", errSDPUnacceptable)
+	}
+	ip, err := netip.ParseAddr(ci.Address.Address)
+	if err != nil || ip.IsUnspecified() || ip.IsMulticast() {
+		return rm, fmt.Errorf("%w: unusable connection address %q", errSDPUnacceptable, ci.Address.Address)
+	}
+	rm.addr = netip.AddrPortFrom(ip.Unmap(), uint16(port))
+
+	rtpmap := map[uint8]string{}
+	for _, a := range md.Attributes {
+		if a.Key != "rtpmap" {
+			continue
+		}
+		ptText, enc, ok := strings.Cut(a.Value, " ")
+		pt, err := strconv.ParseUint(ptText, 10, 7)
+		if !ok || err != nil {
+			continue
+		}
+		rtpmap[uint8(pt)] = strings.ToUpper(strings.TrimSpace(enc))
+	}
+	for _, f := range md.MediaName.Formats {
+		v, err := strconv.ParseUint(f, 10, 7)
+		if err != nil {
+			continue // RTP/AVP formats are payload types; ignore junk
+		}
+		pt := uint8(v)
+		enc, mapped := rtpmap[pt]
+		switch {
+		case mapped && (enc == "PCMU/8000" || enc == "PCMU/8000/1"):
+			rm.codecs = append(rm.codecs, Codec{Name: "PCMU", PayloadType: pt})
+		case mapped && (enc == "PCMA/8000" || enc == "PCMA/8000/1"):
+			rm.codecs = append(rm.codecs, Codec{Name: "PCMA", PayloadType: pt})
+		case mapped && strings.HasPrefix(enc, "TELEPHONE-EVENT/8000"):
+			if rm.dtmfPT == 0 && pt != 0 {
+				rm.dtmfPT = pt
+			}
+		case !mapped && (pt == 0 || pt == 8):
+			// RFC 3551 static payload types need no rtpmap.
+			rm.codecs = append(rm.codecs, staticCodecs[slices.IndexFunc(staticCodecs, func(c Codec) bool { return c.PayloadType == pt })])
+		}
+	}
+	if len(rm.codecs) == 0 {
+		return rm, fmt.Errorf("%w: no PCMU or PCMA", errSDPUnacceptable)
+	}
+	rm.ptime = parsePtime(&md.Attributes)
+	return rm, nil
+}
+
+// parsePtime returns the a=ptime value, or 0 when absent or unreasonable.
+func parsePtime(attrs *[]sdp.Attribute) time.Duration {
+	for _, a := range *attrs {
+		if a.Key != "ptime" {
+			continue
+		}
+		ms, err := strconv.ParseFloat(strings.TrimSpace(a.Value), 64)
+		d := time.Duration(ms * float64(time.Millisecond))
+		if err != nil || d <= 0 || d > maxPtime {
+			return 0
+		}
+		return d
+	}
+	return 0
+}
+
+// buildSDP writes a session with one sendrecv audio stream.
+func buildSDP(addr netip.AddrPort, codecs []Codec, dtmfPT uint8, ptime time.Duration) ([]byte, error) {
+	if !addr.IsValid() || addr.Port() == 0 || addr.Addr().IsUnspecified() {
+		return nil, fmt.Errorf("sipagent: sdp: unusable media address %v", addr)
+	}
+	if ptime <= 0 {
+		ptime = defaultPtime
+	}
+	ip := addr.Addr().Unmap()
+	addrType := "IP4"
+	if ip.Is6() {
+		addrType = "IP6"
+	}
+	var idb [8]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return nil, fmt.Errorf("sipagent: sdp: session id: %w", err)
+	}
+	// RFC 4566 section 5.2 recommends an NTP timestamp; any number unique
+	// to this session works. Keep it within int64 for picky parsers.
+	id := binary.BigEndian.Uint64(idb[:]) >> 2
+
+	var formats []string
+	var attrs []sdp.Attribute
+	for _, c := range codecs {
+		formats = append(formats, strconv.Itoa(int(c.PayloadType)))
+		attrs = append(attrs, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d %s/8000", c.PayloadType, c.Name)))
+	}
+	if dtmfPT != 0 {
+		formats = append(formats, strconv.Itoa(int(dtmfPT)))
+		attrs = append(attrs,
+			sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/8000", dtmfPT)),
+			sdp.NewAttribute("fmtp", fmt.Sprintf("%d 0-16", dtmfPT)))
+	}
+	attrs = append(attrs,
+		sdp.NewAttribute("ptime", strconv.Itoa(int(ptime/time.Millisecond))),
+		sdp.NewPropertyAttribute("sendrecv"))
+
+	sd := sdp.SessionDescription{
+		Origin: sdp.Origin{
+			Username: "-", SessionID: id, SessionVersion: id,
+			NetworkType: "IN", AddressType: addrType, UnicastAddress: ip.String(),
+		},
+		SessionName: "intercom",
+		ConnectionInformation: &sdp.ConnectionInformation{
+			NetworkType: "IN", AddressType: addrType, Address: &sdp.Address{Address: ip.String()},
+		},
+		TimeDescriptions: []sdp.TimeDescription{{}},
+		MediaDescriptions: []*sdp.MediaDescription{{
+			MediaName: sdp.MediaName{
+				Media: "audio", Port: sdp.RangedPort{Value: int(addr.Port())},
+				Protos: []string{"RTP", "AVP"}, Formats: formats,
+			},
+			Attributes: attrs,
+		}},
+	}
+	return sd.Marshal()
+}
+
+// answerFor picks the media for answering offer with our local preferences
+// (RFC 3264 section 6.1): our first codec that the offer contains, with the
+// offer's payload type, and telephone-event echoing the offer's type.
+func answerFor(offer remoteMedia, local MediaOffer) (MediaAnswer, error) {
+	codecs, err := normalizeCodecs(local.Codecs)
+	if err != nil {
+		return MediaAnswer{}, err
+	}
+	ans := MediaAnswer{Local: local.Addr, Remote: offer.addr, Ptime: offer.ptime}
+	found := false
+	for _, c := range codecs {
+		if oc, ok := offer.codec(c.Name); ok {
+			ans.Codec, found = oc, true
+			break
+		}
+	}
+	if !found {
+		return MediaAnswer{}, fmt.Errorf("sipagent: %w: no codec in common", errSDPUnacceptable)
+	}
+	if local.DTMF {
+		ans.DTMFPayloadType = offer.dtmfPT
+	}
+	if ans.Ptime == 0 {
+		ans.Ptime = defaultPtime
+	}
+	return ans, nil
+}
+
+// answerFromPeer reads the answer to our offer: the first codec in the
+// answer that we offered, and its telephone-event type if we offered DTMF.
+func answerFromPeer(answer remoteMedia, offered []Codec, dtmf bool) (MediaAnswer, error) {
+	ans := MediaAnswer{Remote: answer.addr, Ptime: answer.ptime}
+	found := false
+	for _, c := range answer.codecs {
+		if slices.ContainsFunc(offered, func(o Codec) bool { return o.Name == c.Name }) {
+			ans.Codec, found = c, true
+			break
+		}
+	}
+	if !found {
+		return MediaAnswer{}, fmt.Errorf("sipagent: %w: answer has no codec we offered", errSDPUnacceptable)
+	}
+	if dtmf {
+		ans.DTMFPayloadType = answer.dtmfPT
+	}
+	if ans.Ptime == 0 {
+		ans.Ptime = defaultPtime
+	}
+	return ans, nil
+}
