@@ -108,18 +108,18 @@ type (
 
 // Config wires a Station.
 type Config struct {
-	Config   *config.Config
-	Phone    Phone
-	Media    Media
-	MediaIP  netip.Addr
-	Relays   map[string]Relay
-	LEDs     map[string]LED
-	Buttons  map[string]Input
-	Inputs   map[string]Input
-	SimPins  SimPins
-	Clock    clock.Clock
-	Logger   *slog.Logger
-	Version  string
+	Config  *config.Config
+	Phone   Phone
+	Media   Media
+	MediaIP netip.Addr
+	Relays  map[string]Relay
+	LEDs    map[string]LED
+	Buttons map[string]Input
+	Inputs  map[string]Input
+	SimPins SimPins
+	Clock   clock.Clock
+	Logger  *slog.Logger
+	Version string
 }
 
 type callState int

@@ -18,7 +18,6 @@ import (
 type fakeCall struct {
 	id       string
 	remote   string
-	mu       sync.Mutex
 	accepted chan sipagent.MediaOffer
 	rejected chan int
 	hungup   chan struct{}

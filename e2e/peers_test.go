@@ -42,7 +42,6 @@ func TestPeersPhonesCallThroughKamailio(t *testing.T) {
 	}
 	assertTone(t, "201 hears 202", rec, 600, 800)
 
-	m = caller.Events.mark()
 	mm := manual.Events.mark()
 	caller.Dial(t, k.URI("203"))
 	manual.Events.waitFor(t, mm, "CALL_INCOMING", 10*time.Second)

@@ -18,6 +18,8 @@ import (
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/host/v3"
 
+	"github.com/emiago/sipgo/sip"
+
 	"intercom/device"
 	"intercom/device/api"
 	"intercom/device/config"
@@ -37,6 +39,8 @@ func runStation(path string, stderr io.Writer) error {
 		return usageError{err}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// sipgo logs some transport trouble through its package default.
+	sip.SetDefaultLogger(log.With("component", "sipgo"))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
