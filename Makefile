@@ -29,8 +29,11 @@ $(TONE):
 run: build $(TONE)
 	./$(BIN) run -config examples/sim.yaml
 
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 vet:
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	CGO_ENABLED=0 $(GO) build ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
