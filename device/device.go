@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -474,12 +476,64 @@ func (s *Station) allowed(ev IncomingEvent) bool {
 	if len(aa.Allow) == 0 {
 		return ev.FromProxy
 	}
+	matched := false
 	for _, p := range aa.Allow {
 		if config.MatchURI(p, ev.From) {
-			return true
+			matched = true
+			break
 		}
 	}
-	return false
+	return matched && s.plausibleSource(ev)
+}
+
+// plausibleSource rejects From headers that are cheap to forge: a caller
+// claiming an IP-literal host must send from that IP, and one claiming the
+// registrar's or proxy's domain must arrive through them. Other domains
+// cannot be checked without the peer's help (TLS, issue 7).
+func (s *Station) plausibleSource(ev IncomingEvent) bool {
+	if ev.FromProxy {
+		return true
+	}
+	host := uriHost(ev.From)
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ev.Source.IsValid() && ev.Source.Addr().Unmap() == ip.Unmap()
+	}
+	for _, server := range []string{s.cfg.SIP.Registrar, s.cfg.SIP.OutboundProxy} {
+		if server != "" && strings.EqualFold(host, hostOnly(server)) {
+			return false
+		}
+	}
+	return true
+}
+
+// uriHost returns the host of a SIP URI such as "sip:201@pbx:5060;transport=udp"
+// or a From value with a display name; "" when there is none.
+func uriHost(uri string) string {
+	if i := strings.IndexByte(uri, '<'); i >= 0 {
+		uri = uri[i+1:]
+		if j := strings.IndexByte(uri, '>'); j >= 0 {
+			uri = uri[:j]
+		}
+	}
+	_, rest, ok := strings.Cut(uri, ":")
+	if !ok {
+		return ""
+	}
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	if i := strings.IndexAny(rest, ";?"); i >= 0 {
+		rest = rest[:i]
+	}
+	return hostOnly(rest)
+}
+
+// hostOnly strips a port from host[:port], brackets from an IPv6 literal.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.Trim(hostport, "[]")
 }
 
 // begin moves from idle into a new call and returns its generation, which

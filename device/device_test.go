@@ -3,6 +3,7 @@ package device
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
@@ -311,7 +312,7 @@ func TestIncomingCallPolicy(t *testing.T) {
 	h := newHarness(t, testYAML)
 	stranger := newFakeCall("x")
 	h.sip <- IncomingEvent{Call: stranger, From: "sip:mallory@evil.example", FromProxy: true}
-	if code := <-stranger.rejected; code != 403 {
+	if code := rejectedCode(t, stranger); code != 403 {
 		t.Fatalf("stranger got %d", code)
 	}
 	h.noEvent("ringing")
@@ -325,7 +326,7 @@ func TestIncomingCallPolicy(t *testing.T) {
 
 	second := newFakeCall("s")
 	h.sip <- IncomingEvent{Call: second, From: "sip:202@pbx"}
-	if code := <-second.rejected; code != 486 {
+	if code := rejectedCode(t, second); code != 486 {
 		t.Fatalf("second call got %d", code)
 	}
 	friend.end()
@@ -339,7 +340,7 @@ audio: {backend: "null"}
 `)
 	c := newFakeCall("a")
 	h.sip <- IncomingEvent{Call: c, From: "sip:201@pbx", FromProxy: false}
-	if code := <-c.rejected; code != 403 {
+	if code := rejectedCode(t, c); code != 403 {
 		t.Fatalf("call not from the registrar got %d", code)
 	}
 	ok := newFakeCall("b")
@@ -432,4 +433,55 @@ func TestRegistrationDrivesLEDAndEvents(t *testing.T) {
 	}
 	h.sip <- RegistrationEvent{State: "failed", Registrar: "127.0.0.1", Err: errors.New("timeout")}
 	h.expectEvent("unregistered")
+}
+
+func TestAllowListRefusesForgedFrom(t *testing.T) {
+	h := newHarness(t, `
+sip: {registrar: pbx.example.com, user: "100"}
+calls:
+  auto_answer: {allow: ["sip:*@pbx.example.com", "sip:*@192.0.2.7", "sip:*@friends.example"]}
+audio: {backend: "null"}
+`)
+	tests := []struct {
+		from      string
+		source    string
+		fromProxy bool
+		want      int // 0: accepted
+	}{
+		{"sip:201@pbx.example.com", "198.51.100.1:5060", true, 0},
+		{"sip:201@pbx.example.com", "203.0.113.9:5060", false, 403},
+		{"\"Flat\" <sip:201@PBX.example.com:5060>;tag=x", "203.0.113.9:5060", false, 403},
+		{"sip:door@192.0.2.7:5062", "192.0.2.7:5062", false, 0},
+		{"sip:door@192.0.2.7", "203.0.113.9:5060", false, 403},
+		{"sip:ann@friends.example", "203.0.113.9:5060", false, 0},
+		{"sip:ann@strangers.example", "203.0.113.9:5060", false, 403},
+	}
+	for i, tt := range tests {
+		c := newFakeCall(fmt.Sprint(i))
+		h.sip <- IncomingEvent{Call: c, From: tt.from, Source: netip.MustParseAddrPort(tt.source), FromProxy: tt.fromProxy}
+		if tt.want != 0 {
+			if code := rejectedCode(t, c); code != tt.want {
+				t.Fatalf("%s from %s: got %d, want %d", tt.from, tt.source, code, tt.want)
+			}
+			continue
+		}
+		<-c.accepted
+		h.expectEvent("answered")
+		<-h.stream.running
+		c.end()
+		h.expectEvent("hangup")
+	}
+}
+
+func rejectedCode(t *testing.T, c *fakeCall) int {
+	t.Helper()
+	select {
+	case code := <-c.rejected:
+		return code
+	case <-c.accepted:
+		return 200
+	case <-time.After(5 * time.Second):
+		t.Fatal("call neither rejected nor accepted")
+		return 0
+	}
 }
