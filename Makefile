@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/intercom
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
-DEB_PKGS := kamailio baresip-core sip-tester sox portaudio19-dev tshark
+DEB_PKGS := kamailio baresip-core sip-tester sox portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins tshark
 TONE     := examples/test-tone.wav
 
 .PHONY: all build deps run test unit e2e vet bench clean

@@ -93,6 +93,13 @@ func runStation(path string, stderr io.Writer) error {
 		inputs[ic.Name] = in
 	}
 
+	if cfg.Audio.Backend == "portaudio" {
+		terminate, err := media.InitPortAudio()
+		if err != nil {
+			return err
+		}
+		defer terminate()
+	}
 	backend, err := media.NewBackend(cfg.Audio.Backend, media.BackendConfig{
 		Input: cfg.Audio.Input, Output: cfg.Audio.Output, Logger: log.With("component", "audio"),
 	})

@@ -1,0 +1,359 @@
+//go:build cgo && !noportaudio
+
+package media
+
+/*
+#cgo pkg-config: portaudio-2.0
+#include <portaudio.h>
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// This file calls PortAudio's C API directly rather than through
+// github.com/gordonklaus/portaudio: that binding passes a counter to C as
+// a pointer (the stream id in Pa_OpenStream), which the checkptr checks
+// of -race builds reject from the second stream on, and it keeps its
+// device cache and init count in unsynchronised globals. The few calls a
+// blocking mono stream needs are simpler to own.
+
+// The portaudio backend drives a real sound card through PortAudio's
+// blocking streams: the card's clock paces Read and Write.
+func init() { Register("portaudio", openPortAudio) }
+
+// defaultDevice names the host API's default input or output device.
+const defaultDevice = "default"
+
+// paError is a PortAudio error code.
+type paError C.PaError
+
+func (e paError) Error() string { return C.GoString(C.Pa_GetErrorText(C.PaError(e))) }
+
+// paErr turns a PortAudio result into an error, with the host API's own
+// message when PortAudio has none.
+func paErr(code C.PaError) error {
+	switch code {
+	case C.paNoError:
+		return nil
+	case C.paUnanticipatedHostError:
+		if info := C.Pa_GetLastHostErrorInfo(); info != nil && info.errorText != nil {
+			return fmt.Errorf("%w: %s (%d)", paError(code), C.GoString(info.errorText), int(info.errorCode))
+		}
+	}
+	return paError(code)
+}
+
+// pa guards PortAudio's global state: PortAudio does not promise that
+// initialising, listing devices, opening, closing and terminating are safe
+// from several threads, so every such call happens under pa. Read and
+// Write do not take it: they touch only their own stream.
+// Lock order: pa, then a stream's mu.
+var pa struct {
+	sync.Mutex
+	users   int // successful InitPortAudio calls not yet terminated
+	streams map[*paStream]struct{}
+}
+
+// InitPortAudio initialises PortAudio for the "portaudio" backend. The
+// program calls it once at start when it uses that backend, before
+// NewBackend, and calls terminate before it exits (PortAudio must be
+// terminated or a device may stay busy). terminate closes every stream
+// still open, so later Reads and Writes return ErrClosed; calling it again
+// does nothing. Calls may nest: PortAudio stays up until the last
+// terminate.
+func InitPortAudio() (terminate func() error, err error) {
+	pa.Lock()
+	defer pa.Unlock()
+	if err := paErr(C.Pa_Initialize()); err != nil {
+		return nil, fmt.Errorf("media: portaudio: initialise: %w", err)
+	}
+	pa.users++
+	var (
+		once    sync.Once
+		termErr error
+	)
+	return func() error {
+		once.Do(func() { termErr = terminatePortAudio() })
+		return termErr
+	}, nil
+}
+
+func terminatePortAudio() error {
+	pa.Lock()
+	defer pa.Unlock()
+	pa.users--
+	var errs []error
+	if pa.users == 0 {
+		for s := range pa.streams {
+			errs = append(errs, s.shut())
+		}
+		clear(pa.streams)
+	}
+	if err := paErr(C.Pa_Terminate()); err != nil {
+		errs = append(errs, fmt.Errorf("media: portaudio: terminate: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+var errNotInitialised = errors.New("media: portaudio is not initialised (the program must call media.InitPortAudio first)")
+
+type paBackend struct{ cfg BackendConfig }
+
+var _ Backend = (*paBackend)(nil)
+
+// openPortAudio checks that both devices exist, so that a wrong name fails
+// at start-up rather than at the first call. An empty name means
+// "default".
+func openPortAudio(cfg BackendConfig) (Backend, error) {
+	pa.Lock()
+	defer pa.Unlock()
+	if pa.users == 0 {
+		return nil, errNotInitialised
+	}
+	if _, err := lookupDevice(cfg.Input, true); err != nil {
+		return nil, err
+	}
+	if _, err := lookupDevice(cfg.Output, false); err != nil {
+		return nil, err
+	}
+	return &paBackend{cfg: cfg}, nil
+}
+
+// paDevice is what the backend needs to know of a PortAudio device.
+type paDevice struct {
+	index      C.PaDeviceIndex
+	name       string
+	channels   int      // input or output channels, as asked
+	latency    C.PaTime // default low input or output latency, seconds
+	sampleRate float64  // default
+}
+
+// lookupDevice finds a device that can capture (input) or play by its
+// exact name; pa must be held.
+func lookupDevice(name string, input bool) (paDevice, error) {
+	dir, def := "output", C.Pa_GetDefaultOutputDevice()
+	if input {
+		dir, def = "input", C.Pa_GetDefaultInputDevice()
+	}
+	n := C.Pa_GetDeviceCount()
+	if n < 0 {
+		return paDevice{}, fmt.Errorf("media: portaudio: list devices: %w", paErr(C.PaError(n)))
+	}
+	var (
+		devs  []paDevice
+		names []string
+	)
+	for i := range n {
+		info := C.Pa_GetDeviceInfo(i)
+		if info == nil {
+			continue
+		}
+		d := paDevice{index: i, name: C.GoString(info.name), sampleRate: float64(info.defaultSampleRate)}
+		if input {
+			d.channels, d.latency = int(info.maxInputChannels), info.defaultLowInputLatency
+		} else {
+			d.channels, d.latency = int(info.maxOutputChannels), info.defaultLowOutputLatency
+		}
+		if d.channels > 0 {
+			devs = append(devs, d)
+			names = append(names, strconv.Quote(d.name))
+		}
+	}
+	isDefault := name == "" || name == defaultDevice
+	for _, d := range devs {
+		if isDefault && d.index == def || !isDefault && d.name == name {
+			return d, nil
+		}
+	}
+	have := "none"
+	if len(names) > 0 {
+		have = strings.Join(names, ", ")
+	}
+	if isDefault {
+		return paDevice{}, fmt.Errorf("media: portaudio: no default %s device (have %s)", dir, have)
+	}
+	return paDevice{}, fmt.Errorf("media: portaudio: no %s device %q (have %s)", dir, name, have)
+}
+
+func (b *paBackend) OpenSource(f Format) (Source, error) {
+	s, err := b.open(f, b.cfg.Input, true)
+	if err != nil {
+		return nil, err
+	}
+	return &paSource{s}, nil
+}
+
+func (b *paBackend) OpenSink(f Format) (Sink, error) {
+	s, err := b.open(f, b.cfg.Output, false)
+	if err != nil {
+		return nil, err
+	}
+	return &paSink{s}, nil
+}
+
+// open starts a mono int16 blocking stream whose buffers are one frame,
+// at the device's low latency so that little audio waits in the card.
+func (b *paBackend) open(f Format, name string, input bool) (*paStream, error) {
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	pa.Lock()
+	defer pa.Unlock()
+	if pa.users == 0 {
+		return nil, errNotInitialised
+	}
+	dev, err := lookupDevice(name, input)
+	if err != nil {
+		return nil, err
+	}
+	s := &paStream{dir: "output", device: dev.name, log: b.cfg.Logger}
+	params := &C.PaStreamParameters{
+		device:           dev.index,
+		channelCount:     1,
+		sampleFormat:     C.paInt16,
+		suggestedLatency: dev.latency,
+	}
+	in, out := (*C.PaStreamParameters)(nil), params
+	if input {
+		s.dir, in, out = "input", params, nil
+	}
+	var st unsafe.Pointer
+	code := C.Pa_OpenStream(&st, in, out, C.double(f.SampleRate), C.ulong(f.FrameSamples), C.paNoFlag, nil, nil)
+	if code == C.paInvalidSampleRate {
+		// Resampling is not done here; a device that converts rates is
+		// the remedy.
+		hint := ""
+		if dev.name != defaultDevice {
+			hint = fmt.Sprintf("; choose a device that converts rates, such as ALSA's %q", defaultDevice)
+		}
+		return nil, fmt.Errorf("media: portaudio: %s device %q does not support %d Hz (its default rate is %g Hz)%s: %w",
+			s.dir, dev.name, f.SampleRate, dev.sampleRate, hint, paErr(code))
+	}
+	if err := paErr(code); err != nil {
+		return nil, fmt.Errorf("media: portaudio: open %s device %q: %w", s.dir, dev.name, err)
+	}
+	if err := paErr(C.Pa_StartStream(st)); err != nil {
+		C.Pa_CloseStream(st)
+		return nil, fmt.Errorf("media: portaudio: start %s device %q: %w", s.dir, dev.name, err)
+	}
+	s.st = st
+	if pa.streams == nil {
+		pa.streams = map[*paStream]struct{}{}
+	}
+	pa.streams[s] = struct{}{}
+	return s, nil
+}
+
+// paStream is one open blocking stream. A PortAudio stream must not be
+// used from two threads at once, so mu serialises Read or Write with
+// Close: Close waits for a transfer in progress, at most about one frame.
+type paStream struct {
+	dir, device string
+	log         *slog.Logger
+
+	closed atomic.Bool   // set first by Close, so that callers stop queueing on mu
+	xruns  atomic.Uint64 // input overflows or output underflows
+
+	mu sync.Mutex
+	st unsafe.Pointer // the C PaStream; nil once closed
+}
+
+// transfer moves one frame through the stream, straight from or into the
+// caller's memory. An xrun (audio lost while nobody read, or a gap while
+// nobody wrote) is counted, not fatal: PortAudio still moved the whole
+// frame, and a call must carry on.
+func (s *paStream) transfer(frame []int16, input bool) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st == nil {
+		return ErrClosed
+	}
+	if len(frame) == 0 {
+		return nil
+	}
+	var code, xrun C.PaError
+	if input {
+		code, xrun = C.Pa_ReadStream(s.st, unsafe.Pointer(&frame[0]), C.ulong(len(frame))), C.paInputOverflowed
+	} else {
+		code, xrun = C.Pa_WriteStream(s.st, unsafe.Pointer(&frame[0]), C.ulong(len(frame))), C.paOutputUnderflowed
+	}
+	if code == xrun {
+		if s.xruns.Add(1) == 1 {
+			s.log.Warn("media: portaudio: xrun", "device", s.device, "dir", s.dir, "error", paError(code))
+		}
+		return nil
+	}
+	if err := paErr(code); err != nil {
+		return fmt.Errorf("media: portaudio: %s device %q: %w", s.dir, s.device, err)
+	}
+	return nil
+}
+
+func (s *paStream) Close() error {
+	s.closed.Store(true)
+	pa.Lock()
+	defer pa.Unlock()
+	delete(pa.streams, s)
+	return s.shut()
+}
+
+// shut stops and closes the stream once; pa must be held.
+func (s *paStream) shut() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st == nil {
+		return nil
+	}
+	st := s.st
+	s.st = nil
+	if n := s.xruns.Load(); n > 0 {
+		s.log.Info("media: portaudio: stream closed after xruns", "device", s.device, "dir", s.dir, "xruns", n)
+	}
+	// Stop lets queued output play out; Close frees the stream either way.
+	err := paErr(C.Pa_StopStream(st))
+	if cerr := paErr(C.Pa_CloseStream(st)); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("media: portaudio: close %s device %q: %w", s.dir, s.device, err)
+	}
+	return nil
+}
+
+// paSource captures from an input device; the card paces Read.
+type paSource struct{ *paStream }
+
+var _ Source = (*paSource)(nil)
+
+// Read fills frame with the next captured samples, blocking until the card
+// has them.
+func (s *paSource) Read(frame []int16) error { return s.transfer(frame, true) }
+
+// Overflows returns how many times captured audio was lost because Read
+// came too late.
+func (s *paSource) Overflows() uint64 { return s.xruns.Load() }
+
+// paSink plays to an output device; the card paces Write.
+type paSink struct{ *paStream }
+
+var _ Sink = (*paSink)(nil)
+
+// Write queues frame for playback, blocking while the card's buffer is
+// full.
+func (s *paSink) Write(frame []int16) error { return s.transfer(frame, false) }
+
+// Underflows returns how many times the card ran dry because Write came
+// too late.
+func (s *paSink) Underflows() uint64 { return s.xruns.Load() }
