@@ -11,7 +11,7 @@ TONE     := examples/test-tone.wav
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/intercom
+	$(GO) build -buildvcs=auto -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/intercom
 
 # deps installs the Debian packages the tests and the demo use; as a normal
 # user it only says what to install.
