@@ -19,8 +19,11 @@ import (
 
 // phoneOptions describe one of the flat's phones.
 type phoneOptions struct {
-	User      string    // SIP user at the registrar, password "pw-"+User
-	Registrar *kamailio // where the phone registers and sends its calls
+	User string // SIP user at the registrar, password "pw-"+User
+	// Registrar is where the phone registers and sends its calls; nil: none,
+	// the account is sip:User@127.0.0.1 and calls go straight to their URI.
+	Registrar *kamailio
+	SIPPort   int // where it listens for SIP (TLS on the next port); 0: a free port
 	// AutoAnswer answers every incoming call at once; otherwise the phone
 	// rings until told to /accept, or until the caller cancels.
 	AutoAnswer bool
@@ -53,7 +56,7 @@ type ctrlResponse struct {
 }
 
 // startPhone writes the baresip config, starts it, connects to ctrl_tcp and
-// waits until kamailio lists the phone's registration.
+// waits until kamailio lists the phone's registration, if it has a registrar.
 func startPhone(t testing.TB, opts phoneOptions) *phone {
 	t.Helper()
 	requireTools(t, "baresip", "sox")
@@ -68,13 +71,16 @@ func startPhone(t testing.TB, opts phoneOptions) *phone {
 	if opts.MaxCalls == 0 {
 		opts.MaxCalls = 4
 	}
+	if opts.SIPPort == 0 {
+		opts.SIPPort = freePorts(t, 2) // UDP+TCP on the port, TLS on the next
+	}
 	tone := filepath.Join(dir, "mic.wav")
 	// aufile plays its file once: make it outlast any test call.
 	sineWAV(t, tone, opts.ToneHz, 120)
 
 	p := &phone{
 		User:     opts.User,
-		SIPPort:  freePorts(t, 2), // UDP+TCP on the port, TLS on the next
+		SIPPort:  opts.SIPPort,
 		CtrlPort: freePorts(t, 1),
 		recDir:   recDir,
 		Events:   &eventLog{},
@@ -111,8 +117,12 @@ func startPhone(t testing.TB, opts phoneOptions) *phone {
 		"snd_path " + recDir,
 		"",
 	}, "\n")
-	account := fmt.Sprintf("<sip:%s@%s>;auth_pass=pw-%s;answermode=%s;audio_codecs=PCMU,PCMA;regint=600\n",
-		opts.User, opts.Registrar.Addr, opts.User, answer)
+	// Without a registrar, the README's account line.
+	account := fmt.Sprintf("<sip:%s@127.0.0.1>;regint=0;answermode=%s\n", opts.User, answer)
+	if opts.Registrar != nil {
+		account = fmt.Sprintf("<sip:%s@%s>;auth_pass=pw-%s;answermode=%s;audio_codecs=PCMU,PCMA;regint=600\n",
+			opts.User, opts.Registrar.Addr, opts.User, answer)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -138,8 +148,10 @@ func startPhone(t testing.TB, opts phoneOptions) *phone {
 			p.Events.logEvents(t, "baresip-"+opts.User)
 		}
 	})
-	eventually(t, 10*time.Second, "phone "+opts.User+" registered",
-		all(p.proc.alive, opts.Registrar.registered(opts.User)))
+	if opts.Registrar != nil {
+		eventually(t, 10*time.Second, "phone "+opts.User+" registered",
+			all(p.proc.alive, opts.Registrar.registered(opts.User)))
+	}
 	return p
 }
 

@@ -94,11 +94,26 @@ func tool(t testing.TB, name string) string {
 	return p
 }
 
+// simPorts are the fixed ports of examples/sim.yaml (SIP 5060, API 8080)
+// and of the README's softphone (SIP 5070, TLS 5071), which
+// TestSimExampleWithSoftphone uses as they are.
+var simPorts = []int{5060, 5070, 5071, 8080}
+
 var (
-	portMu   sync.Mutex
-	taken    = map[int]bool{}
+	portMu sync.Mutex
+	// taken starts with simPorts so that freePorts never hands them out,
+	// whatever the system's ephemeral port range.
+	taken    = reserve(simPorts)
 	loopback = net.IPv4(127, 0, 0, 1)
 )
+
+func reserve(ports []int) map[int]bool {
+	m := map[int]bool{}
+	for _, p := range ports {
+		m[p] = true
+	}
+	return m
+}
 
 // freePorts returns the first of n consecutive ports that are free for both
 // UDP and TCP on 127.0.0.1 (baresip listens on UDP and TCP at its SIP port
@@ -157,17 +172,25 @@ type proc struct {
 }
 
 // startProc starts a process in its own process group (kamailio forks
-// workers) and arranges for it to be stopped when the test ends.
+// workers) and arranges for it to be stopped when the test ends. It runs in
+// dir, where its log goes too.
 func startProc(t testing.TB, dir, name string, path string, args ...string) *proc {
 	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
+	return startProcIn(t, dir, dir, name, path, args...)
+}
+
+// startProcIn is startProc with the working directory apart from the
+// directory of the log.
+func startProcIn(t testing.TB, workDir, logDir, name string, path string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(logDir, name+".log")
 	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	fmt.Fprintf(out, "=== %s %s\n", path, strings.Join(args, " "))
 	cmd := exec.Command(path, args...)
-	cmd.Dir = dir
+	cmd.Dir = workDir
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

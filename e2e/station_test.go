@@ -105,7 +105,6 @@ type stationStatus struct {
 func startStation(t testing.TB, opts stationOptions) *station {
 	t.Helper()
 	requireTools(t, "sox")
-	bin := intercomBinary(t)
 	dir := filepath.Join(t.TempDir(), "station")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -151,7 +150,15 @@ func startStation(t testing.TB, opts stationOptions) *station {
 	if err := os.WriteFile(cfgPath, cfg.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	st.proc = startProc(t, dir, "intercom", bin, "run", "-config", cfgPath)
+	st.run(t, dir, dir, cfgPath)
+	return st
+}
+
+// run starts `intercom run -config cfg` in workDir with its log in logDir,
+// waits for the API and subscribes to its events.
+func (st *station) run(t testing.TB, workDir, logDir, cfg string) {
+	t.Helper()
+	st.proc = startProcIn(t, workDir, logDir, "intercom", intercomBinary(t), "run", "-config", cfg)
 	eventually(t, 10*time.Second, "station API up", all(st.proc.alive, func() error {
 		_, err := st.status()
 		return err
@@ -166,7 +173,6 @@ func startStation(t testing.TB, opts stationOptions) *station {
 		}
 		st.Events.logEvents(t, "station SSE")
 	})
-	return st
 }
 
 // subscribe reads GET /api/v1/events into st.Events until the test ends.
