@@ -19,6 +19,7 @@ import (
 	"intercom/device/config"
 	"intercom/gpio"
 	"intercom/internal/clock"
+	"intercom/media/tone"
 	"intercom/sipagent"
 )
 
@@ -75,7 +76,11 @@ type Stream interface {
 	LocalAddr() netip.AddrPort
 	// Run exchanges audio until ctx is done and reports RFC 4733 digits.
 	Run(ctx context.Context, answer sipagent.MediaAnswer, onDigit func(rune)) error
-	// Close releases the port of a stream that never ran.
+	// StartRingback plays the ringback tone at the door while calling.
+	StartRingback()
+	// PlayTone mixes a tone into both directions of the running call.
+	PlayTone(spec tone.Spec) error
+	// Close releases the stream's port and stops its ringback.
 	Close() error
 }
 
@@ -391,6 +396,7 @@ func (s *Station) dial(targets []string, parallel bool) {
 			s.post(func() {
 				if gen == s.gen {
 					s.emit("ringing", map[string]any{"direction": "outgoing", "remote": target})
+					s.stream.StartRingback()
 				}
 			})
 		},
@@ -562,7 +568,6 @@ func (s *Station) established(ans sipagent.MediaAnswer) {
 		s.after(d, gen, func() { s.endCall("maximum call duration reached", true) })
 	}
 	stream := s.stream
-	s.stream = nil
 	ctx, cancel := context.WithCancel(s.runCtx)
 	prev := s.cancelCall
 	s.cancelCall = func() { cancel(); prev() }
@@ -624,6 +629,7 @@ func (s *Station) onDigit(gen uint64, d rune) {
 			s.fail("open door", err)
 			return
 		}
+		s.tone(tone.DoorOpened())
 		if d := s.cfg.Calls.HangupAfterDoorOpen; d > 0 {
 			s.after(d, gen, func() { s.endCall("door opened", true) })
 		}
@@ -631,15 +637,28 @@ func (s *Station) onDigit(gen uint64, d rune) {
 		s.metrics.add(&s.metrics.codesRejected)
 		s.log.Info("wrong door code")
 		s.emit("code_rejected", map[string]any{"reason": "wrong code"})
+		s.tone(tone.Rejected())
 	case lockedOut:
 		s.metrics.add(&s.metrics.codesRejected)
 		s.metrics.add(&s.metrics.lockouts)
 		s.log.Warn("door code lockout", "for", s.cfg.Door.Lockout.For)
 		s.emit("code_rejected", map[string]any{"reason": "wrong code"})
 		s.emit("lockout", map[string]any{"for": s.cfg.Door.Lockout.For.String()})
+		s.tone(tone.Rejected())
 	case whileLocked:
 		s.metrics.add(&s.metrics.codesRejected)
 		s.emit("code_rejected", map[string]any{"reason": "locked out"})
+		s.tone(tone.Rejected())
+	}
+}
+
+// tone lets both the visitor and the resident hear what the keypad did.
+func (s *Station) tone(spec tone.Spec) {
+	if s.state != stateActive || s.stream == nil {
+		return
+	}
+	if err := s.stream.PlayTone(spec); err != nil {
+		s.fail("tone", err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"intercom/device/config"
 	"intercom/gpio"
 	"intercom/internal/clock/clocktest"
+	"intercom/media/tone"
 	"intercom/sipagent"
 )
 
@@ -71,6 +72,22 @@ func (p *fakePhone) Dial(ctx context.Context, req sipagent.DialRequest) (Call, e
 
 type fakeStream struct {
 	running chan func(rune)
+	mu      sync.Mutex
+	ringing bool
+	tones   []string
+}
+
+func (s *fakeStream) StartRingback() { s.mu.Lock(); s.ringing = true; s.mu.Unlock() }
+func (s *fakeStream) PlayTone(spec tone.Spec) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tones = append(s.tones, spec.String())
+	return nil
+}
+func (s *fakeStream) played() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.tones...)
 }
 
 func (s *fakeStream) LocalAddr() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:20000") }
@@ -239,6 +256,14 @@ func (h *harness) answerBell() (*fakeCall, func(rune)) {
 	if got := h.led.Pattern(); got != "calling" {
 		h.t.Errorf("LED %q while calling", got)
 	}
+	req.OnRinging(req.Targets[0])
+	h.expectEvent("ringing")
+	h.stream.mu.Lock()
+	ringing := h.stream.ringing
+	h.stream.mu.Unlock()
+	if !ringing {
+		h.t.Error("no ringback at the door while the flat rings")
+	}
 	call := newFakeCall("201")
 	h.phone.results <- dialResult{call: call}
 	h.expectEvent("answered")
@@ -268,6 +293,9 @@ func TestBellCallsAndCodeOpensDoor(t *testing.T) {
 	}
 	h.keys(onDigit, "34")
 	h.expectEvent("door_opened")
+	if got := h.stream.played(); len(got) != 1 || got[0] != tone.DoorOpened().String() {
+		t.Fatalf("tones %q, want the door-opened confirmation", got)
+	}
 	if len(h.relay.pulses) != 1 || h.relay.pulses[0] != 3*time.Second {
 		t.Fatalf("relay pulses %v", h.relay.pulses)
 	}
@@ -287,6 +315,9 @@ func TestLockoutKeepsDoorShut(t *testing.T) {
 	_, onDigit := h.answerBell()
 	h.keys(onDigit, "9999")
 	h.expectEvent("code_rejected")
+	if got := h.stream.played(); len(got) != 1 || got[0] != tone.Rejected().String() {
+		t.Fatalf("tones %q, want the rejection tone", got)
+	}
 	h.keys(onDigit, "99999999")
 	h.expectEvent("lockout")
 	h.keys(onDigit, "1234")

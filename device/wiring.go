@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"intercom/media"
+	"intercom/media/dsp"
+	"intercom/media/tone"
 	"intercom/sipagent"
 )
 
@@ -72,8 +75,10 @@ type RTPMedia struct {
 	Backend media.Backend
 	Jitter  media.JitterConfig
 	// Ptime is used when the answer names none.
-	Ptime  time.Duration
-	Logger *slog.Logger
+	Ptime time.Duration
+	// MicGain and SpeakerGain apply audio.mic_gain_db and speaker_gain_db.
+	MicGain, SpeakerGain dsp.Gain
+	Logger               *slog.Logger
 }
 
 var _ Media = (*RTPMedia)(nil)
@@ -90,16 +95,98 @@ func (m *RTPMedia) Open(ip netip.Addr) (Stream, error) {
 type rtpStream struct {
 	m    *RTPMedia
 	conn *net.UDPConn
+	// speaker and far carry tones into what the door plays and what it
+	// sends, so that both sides hear a door-open confirmation.
+	speaker, far tone.Overlay
+
+	mu       sync.Mutex
+	stopRing context.CancelFunc
+	ringDone chan struct{}
 }
 
 func (s *rtpStream) LocalAddr() netip.AddrPort {
 	return s.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-func (s *rtpStream) Close() error { return s.conn.Close() }
+func (s *rtpStream) Close() error {
+	s.stopRingback()
+	return s.conn.Close()
+}
+
+// PlayTone mixes a tone into both directions of a running call.
+func (s *rtpStream) PlayTone(spec tone.Spec) error {
+	spk, err := tone.New(spec)
+	if err != nil {
+		return fmt.Errorf("device: %w", err)
+	}
+	far, err := tone.New(spec)
+	if err != nil {
+		return fmt.Errorf("device: %w", err)
+	}
+	s.speaker.Play(spk)
+	s.far.Play(far)
+	return nil
+}
+
+// StartRingback plays the ringback tone on the door's speaker until the
+// call is answered or the stream closed.
+func (s *rtpStream) StartRingback() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopRing != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	s.stopRing, s.ringDone = cancel, done
+	go func() {
+		defer close(done)
+		if err := s.ringback(ctx); err != nil {
+			s.m.Logger.Warn("ringback", "err", err)
+		}
+	}()
+}
+
+// stopRingback ends the ringback and waits until its sink is closed, so
+// that the call's own sink never overlaps it.
+func (s *rtpStream) stopRingback() {
+	s.mu.Lock()
+	cancel, done := s.stopRing, s.ringDone
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+func (s *rtpStream) ringback(ctx context.Context) error {
+	format, err := media.FormatForPtime(s.m.Ptime)
+	if err != nil {
+		return err
+	}
+	gen, err := tone.New(tone.Ringback())
+	if err != nil {
+		return err
+	}
+	sink, err := s.m.Backend.OpenSink(format)
+	if err != nil {
+		return fmt.Errorf("open audio output: %w", err)
+	}
+	frame := make([]int16, format.FrameSamples)
+	for ctx.Err() == nil {
+		_ = gen.Read(frame)
+		s.m.SpeakerGain.Apply(frame)
+		if err := sink.Write(frame); err != nil {
+			sink.Close()
+			return err
+		}
+	}
+	return sink.Close()
+}
 
 // Run opens the sound devices for the duration of the call.
 func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit func(rune)) error {
+	s.stopRingback()
 	ptime := ans.Ptime
 	if ptime == 0 {
 		ptime = s.m.Ptime
@@ -110,7 +197,11 @@ func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit f
 		return fmt.Errorf("device: negotiated codec %q is not supported", ans.Codec.Name)
 	}
 	codec.PayloadType = ans.Codec.PayloadType
-	format := media.Format{SampleRate: 8000, FrameSamples: int(ptime / (time.Second / 8000))}
+	format, err := media.FormatForPtime(ptime)
+	if err != nil {
+		s.conn.Close()
+		return fmt.Errorf("device: %w", err)
+	}
 	src, err := s.m.Backend.OpenSource(format)
 	if err != nil {
 		s.conn.Close()
@@ -123,8 +214,10 @@ func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit f
 		return fmt.Errorf("device: open audio output: %w", err)
 	}
 	sess, err := media.NewSession(media.SessionConfig{
-		Conn: s.conn, Remote: ans.Remote, Codec: codec, DTMFPayloadType: ans.DTMFPayloadType,
-		Ptime: ptime, Source: src, Sink: sink, Jitter: s.m.Jitter, OnDigit: onDigit, Logger: s.m.Logger,
+		Conn: s.conn, Remote: ans.Remote, Codec: codec, DTMFPayloadType: ans.DTMFPayloadType, Ptime: ptime,
+		Source: &micPath{Source: src, gain: s.m.MicGain, tones: &s.far},
+		Sink:   &speakerPath{Sink: sink, gain: s.m.SpeakerGain, tones: &s.speaker},
+		Jitter: s.m.Jitter, OnDigit: onDigit, Logger: s.m.Logger,
 	})
 	if err != nil {
 		src.Close()
@@ -134,4 +227,34 @@ func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit f
 	}
 	err = sess.Run(ctx)
 	return errors.Join(err, src.Close(), sink.Close())
+}
+
+// micPath applies the microphone gain and mixes tones meant for the far end.
+type micPath struct {
+	media.Source
+	gain  dsp.Gain
+	tones *tone.Overlay
+}
+
+func (m *micPath) Read(frame []int16) error {
+	if err := m.Source.Read(frame); err != nil {
+		return err
+	}
+	m.gain.Apply(frame)
+	m.tones.Mix(frame)
+	return nil
+}
+
+// speakerPath mixes local tones into what the door plays, then applies the
+// speaker gain.
+type speakerPath struct {
+	media.Sink
+	gain  dsp.Gain
+	tones *tone.Overlay
+}
+
+func (p *speakerPath) Write(frame []int16) error {
+	p.tones.Mix(frame)
+	p.gain.Apply(frame)
+	return p.Sink.Write(frame)
 }

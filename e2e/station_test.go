@@ -72,6 +72,9 @@ type stationOptions struct {
 	Allow           []string
 	RegisterExpires time.Duration // default 60s
 	ToneHz          int           // the station's microphone (file input); default 440
+	// PortAudio switches audio.backend from file to portaudio on the
+	// default devices; ToneHz and Output do not apply then.
+	PortAudio bool
 }
 
 // station is a running intercom with its API and an SSE subscription.
@@ -131,8 +134,12 @@ func startStation(t testing.TB, opts stationOptions) *station {
 		Output:  filepath.Join(dir, "speaker.wav"),
 		Events:  &eventLog{},
 	}
-	input := filepath.Join(dir, "mic.wav")
-	sineWAV(t, input, opts.ToneHz, 10) // the file backend loops it
+	backend, input, output := "file", filepath.Join(dir, "mic.wav"), st.Output
+	if opts.PortAudio {
+		backend, input, output, st.Output = "portaudio", "default", "default", ""
+	} else {
+		sineWAV(t, input, opts.ToneHz, 10) // the file backend loops it
+	}
 
 	tmpl := template.Must(template.ParseFiles("testdata/station.yaml.tmpl"))
 	var cfg bytes.Buffer
@@ -140,7 +147,7 @@ func startStation(t testing.TB, opts stationOptions) *station {
 		"SIPListen": st.SIPAddr, "Registrar": registrar,
 		"RegisterExpires": opts.RegisterExpires.String(),
 		"Allow":           opts.Allow, "Call": opts.Call,
-		"Input": input, "Output": st.Output,
+		"Backend": backend, "Input": input, "Output": output,
 		"API": strings.TrimPrefix(st.API, "http://"),
 	})
 	if err != nil {

@@ -184,6 +184,41 @@ func lookupDevice(name string, input bool) (paDevice, error) {
 	return paDevice{}, fmt.Errorf("media: portaudio: no %s device %q (have %s)", dir, name, have)
 }
 
+// PortAudioDevices lists the devices of every host API, in PortAudio's
+// order. PortAudio must be initialised (InitPortAudio).
+func PortAudioDevices() ([]AudioDevice, error) {
+	pa.Lock()
+	defer pa.Unlock()
+	if pa.users == 0 {
+		return nil, errNotInitialised
+	}
+	n := C.Pa_GetDeviceCount()
+	if n < 0 {
+		return nil, fmt.Errorf("media: portaudio: list devices: %w", paErr(C.PaError(n)))
+	}
+	defIn, defOut := C.Pa_GetDefaultInputDevice(), C.Pa_GetDefaultOutputDevice()
+	devs := make([]AudioDevice, 0, n)
+	for i := range n {
+		info := C.Pa_GetDeviceInfo(i)
+		if info == nil {
+			continue
+		}
+		d := AudioDevice{
+			Name:              C.GoString(info.name),
+			MaxInputChannels:  int(info.maxInputChannels),
+			MaxOutputChannels: int(info.maxOutputChannels),
+			DefaultSampleRate: float64(info.defaultSampleRate),
+			DefaultInput:      i == defIn,
+			DefaultOutput:     i == defOut,
+		}
+		if api := C.Pa_GetHostApiInfo(info.hostApi); api != nil {
+			d.HostAPI = C.GoString(api.name)
+		}
+		devs = append(devs, d)
+	}
+	return devs, nil
+}
+
 func (b *paBackend) OpenSource(f Format) (Source, error) {
 	s, err := b.open(f, b.cfg.Input, true)
 	if err != nil {

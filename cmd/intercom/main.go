@@ -51,6 +51,10 @@ const usage = `usage:
   intercom config check PATH           validate a config file
   intercom config show [-config PATH]  print the effective config, secrets masked
   intercom version                     print version, commit, Go version, platform
+  intercom audio devices               list the sound devices (PortAudio)
+  intercom audio test [-config PATH] [-duration 2s]
+                                       play a tone, record the microphone, report
+                                       its level and the round trip
 `
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -67,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runStation(path, stderr)
 	case "config":
 		return configCmd(rest, stdout, stderr)
+	case "audio":
+		return audioCmd(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

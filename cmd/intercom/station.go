@@ -26,6 +26,7 @@ import (
 	"intercom/gpio"
 	"intercom/gpio/sim"
 	"intercom/media"
+	"intercom/media/dsp"
 	"intercom/sipagent"
 )
 
@@ -116,6 +117,14 @@ func runStation(path string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	micGain, err := dsp.NewGain(cfg.Audio.MicGainDB)
+	if err != nil {
+		return usageError{fmt.Errorf("audio.mic_gain_db: %w", err)}
+	}
+	speakerGain, err := dsp.NewGain(cfg.Audio.SpeakerGainDB)
+	if err != nil {
+		return usageError{fmt.Errorf("audio.speaker_gain_db: %w", err)}
+	}
 	var simPins device.SimPins
 	if pins.bank != nil {
 		simPins = pins
@@ -125,7 +134,7 @@ func runStation(path string, stderr io.Writer) error {
 		Phone:  device.SIPPhone{Agent: agent},
 		Media: &device.RTPMedia{
 			Backend: backend, Jitter: media.JitterConfig{Min: cfg.Audio.Jitter.Min, Max: cfg.Audio.Jitter.Max},
-			Ptime: cfg.Audio.Ptime, Logger: log.With("component", "media"),
+			Ptime: cfg.Audio.Ptime, MicGain: micGain, SpeakerGain: speakerGain, Logger: log.With("component", "media"),
 		},
 		MediaIP: listenIP(cfg.SIP.Listen),
 		Relays:  relays, LEDs: leds, Buttons: buttons, Inputs: inputs, SimPins: simPins,

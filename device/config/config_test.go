@@ -110,7 +110,7 @@ func TestValidationErrors(t *testing.T) {
 		{"jitter min over max", "audio:\n  jitter:\n    min: 300ms\n", `t.yaml:3: audio.jitter.min: 300ms exceeds audio.jitter.max 200ms`},
 		{"jitter max zero", "audio:\n  jitter: {min: 0s, max: 0s}\n", `t.yaml:2: audio.jitter.max: must be positive, got 0s`},
 		{"jitter min negative", "audio:\n  jitter: {min: -1ms}\n", `t.yaml:2: audio.jitter.min: must not be negative`},
-		{"gain", "audio:\n  mic_gain_db: 0\n  speaker_gain_db: 120\n", `t.yaml:3: audio.speaker_gain_db: must be between -60 and 60 dB, got 120`},
+		{"gain", "audio:\n  mic_gain_db: 0\n  speaker_gain_db: 120\n", `t.yaml:3: audio.speaker_gain_db: must be between -60 and 40 dB, got 120`},
 		// api
 		{"api public without token", "api:\n  listen: 0.0.0.0:8080\n", `t.yaml:2: api.listen: "0.0.0.0:8080" is not a loopback address: set api.token`},
 		{"api all addresses without token", "api:\n  listen: ':8080'\n", `t.yaml:2: api.listen: ":8080" is not a loopback address`},

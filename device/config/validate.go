@@ -214,13 +214,14 @@ func (d *decoder) validateAudio(a *Audio) {
 	if a.Jitter.Min > a.Jitter.Max && a.Jitter.Max > 0 {
 		d.errf("audio.jitter.min", "%v exceeds audio.jitter.max %v", a.Jitter.Min, a.Jitter.Max)
 	}
-	// Beyond ±60 dB is a typo, not a gain: it clips or silences everything.
+	// Beyond these bounds it is a typo, not a gain: it silences everything or
+	// drives the soft limiter flat (the bounds of media/dsp).
 	for _, g := range []struct {
 		path string
 		db   float64
 	}{{"audio.mic_gain_db", a.MicGainDB}, {"audio.speaker_gain_db", a.SpeakerGainDB}} {
-		if g.db < -60 || g.db > 60 {
-			d.errf(g.path, "must be between -60 and 60 dB, got %v", g.db)
+		if g.db < -60 || g.db > 40 {
+			d.errf(g.path, "must be between -60 and 40 dB, got %v", g.db)
 		}
 	}
 }
