@@ -395,8 +395,8 @@ func (s *Station) dial(targets []string, parallel bool) {
 		OnRinging: func(target string) {
 			s.post(func() {
 				if gen == s.gen {
-					s.emit("ringing", map[string]any{"direction": "outgoing", "remote": target})
 					s.stream.StartRingback()
+					s.emit("ringing", map[string]any{"direction": "outgoing", "remote": target})
 				}
 			})
 		},
