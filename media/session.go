@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/zaf/g711"
 
+	"intercom/internal/clock"
 	"intercom/media/jitter"
 )
 
-// JitterConfig bounds the receive delay: playout starts once Min of audio
-// is buffered, and never more than Max is held.
+// JitterConfig bounds the receive delay. The jitter buffer's target delay
+// follows the delay variation measured on the network, within [Min, Max].
 type JitterConfig struct {
 	Min, Max time.Duration
 }
@@ -41,6 +43,7 @@ type SessionConfig struct {
 	// receiving goroutine: it must not block.
 	OnDigit func(digit rune)
 	Logger  *slog.Logger
+	Clock   clock.Clock // times packet arrivals and playout; nil => clock.Real
 }
 
 // Stats counts a session's traffic. Byte counts are RTP payload octets, as
@@ -58,6 +61,16 @@ type Stats struct {
 	Malformed       uint64 // undecodable RTP or telephone-event payloads
 	Ignored         uint64 // from another IP, or with a payload type not negotiated
 	DTMF            uint64 // key presses reported through OnDigit
+
+	// The jitter buffer: frames played without a packet (lost, or
+	// inserted), and frames dropped or inserted to follow the target delay
+	// or a sender clock running faster or slower than the speaker's.
+	Concealed      uint64
+	FramesDropped  uint64
+	FramesInserted uint64
+	JitterTarget   time.Duration // the delay the jitter buffer aims for
+	JitterDepth    time.Duration // its delay now
+	Jitter         time.Duration // RFC 3550 §6.4.1 interarrival jitter estimate
 }
 
 // maxPacket is the buffer for one datagram: an Ethernet MTU, far more than
@@ -70,6 +83,7 @@ type Session struct {
 	codec  Codec
 	format Format
 	log    *slog.Logger
+	clk    clock.Clock
 	ran    atomic.Bool
 
 	mu sync.Mutex // the jitter buffer, shared by receiver and playout
@@ -79,9 +93,9 @@ type Session struct {
 	rcv receiver
 	ply playout
 
-	sent, sentBytes, sendErrors               atomic.Uint64
-	received, receivedBytes, lost, late, dups atomic.Uint64
-	malformed, ignored, digits                atomic.Uint64
+	sent, sentBytes, sendErrors atomic.Uint64
+	received, receivedBytes     atomic.Uint64
+	malformed, ignored, digits  atomic.Uint64
 }
 
 // NewSession checks cfg and prepares a session; Run starts it.
@@ -122,11 +136,13 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	if cfg.Jitter.Min < 0 || cfg.Jitter.Max < cfg.Jitter.Min {
 		return nil, fmt.Errorf("media: session: invalid jitter bounds min %v max %v", cfg.Jitter.Min, cfg.Jitter.Max)
 	}
-	depth := max(1, int((cfg.Jitter.Min+cfg.Ptime-1)/cfg.Ptime))
 	jb, err := jitter.New(jitter.Config{
-		Depth:       depth,
-		Capacity:    max(depth, int(cfg.Jitter.Max/cfg.Ptime)),
+		Frame:       cfg.Ptime,
+		ClockRate:   ClockRate,
+		Min:         cfg.Jitter.Min,
+		Max:         cfg.Jitter.Max,
 		PayloadSize: format.FrameSamples, // G.711: a byte per sample
+		Quiet:       quietG711(codec),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("media: session: %w", err)
@@ -134,7 +150,10 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Session{cfg: cfg, codec: codec, format: format, log: cfg.Logger, jb: jb}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	s := &Session{cfg: cfg, codec: codec, format: format, log: cfg.Logger, clk: cfg.Clock, jb: jb}
 	s.snd = newSender(codec, format.FrameSamples)
 	s.rcv = receiver{buf: make([]byte, maxPacket), remote: cfg.Remote.Addr().Unmap()}
 	s.ply = playout{
@@ -188,7 +207,7 @@ func (s *Session) Run(ctx context.Context) error {
 // Stats returns the counters so far; safe to call at any time.
 func (s *Session) Stats() Stats {
 	s.mu.Lock()
-	discarded := s.jb.Overflowed()
+	jb := s.jb.Stats()
 	s.mu.Unlock()
 	return Stats{
 		PacketsSent:     s.sent.Load(),
@@ -196,13 +215,19 @@ func (s *Session) Stats() Stats {
 		SendErrors:      s.sendErrors.Load(),
 		PacketsReceived: s.received.Load(),
 		BytesReceived:   s.receivedBytes.Load(),
-		PacketsLost:     s.lost.Load(),
-		PacketsLate:     s.late.Load(),
-		Duplicates:      s.dups.Load(),
-		Discarded:       discarded,
+		PacketsLost:     jb.Lost,
+		PacketsLate:     jb.Late,
+		Duplicates:      jb.Duplicates,
+		Discarded:       jb.Overflowed,
 		Malformed:       s.malformed.Load(),
 		Ignored:         s.ignored.Load(),
 		DTMF:            s.digits.Load(),
+		Concealed:       jb.Lost + jb.Inserted,
+		FramesDropped:   jb.Dropped,
+		FramesInserted:  jb.Inserted,
+		JitterTarget:    jb.Target,
+		JitterDepth:     jb.Depth,
+		Jitter:          jb.Jitter,
 	}
 }
 
@@ -298,12 +323,13 @@ func (s *Session) receiveLoop(ctx context.Context) error {
 			}
 			return fmt.Errorf("media: read rtp: %w", err)
 		}
-		s.receive(s.rcv.buf[:n], from)
+		s.receive(s.rcv.buf[:n], from, s.clk.Now())
 	}
 }
 
-// receive handles one datagram: the whole receive path after the socket.
-func (s *Session) receive(b []byte, from netip.AddrPort) {
+// receive handles one datagram, arrived at time at: the whole receive path
+// after the socket.
+func (s *Session) receive(b []byte, from netip.AddrPort, at time.Time) {
 	r := &s.rcv
 	if from.Addr().Unmap() != r.remote {
 		s.ignored.Add(1)
@@ -337,14 +363,8 @@ func (s *Session) receive(b []byte, from netip.AddrPort) {
 			r.have, r.ssrc = true, r.pkt.SSRC
 			s.jb.Reset()
 		}
-		res := s.jb.Push(r.pkt.SequenceNumber, r.pkt.Payload)
+		s.jb.Push(r.pkt.SequenceNumber, r.pkt.Timestamp, at, r.pkt.Payload)
 		s.mu.Unlock()
-		switch res {
-		case jitter.Late:
-			s.late.Add(1)
-		case jitter.Duplicate:
-			s.dups.Add(1)
-		}
 	default:
 		s.ignored.Add(1)
 	}
@@ -382,8 +402,9 @@ func (s *Session) playoutLoop(ctx context.Context) error {
 // playFrame takes one frame from the jitter buffer and writes it to Sink.
 func (s *Session) playFrame() error {
 	p := &s.ply
+	now := s.clk.Now()
 	s.mu.Lock()
-	n, res := s.jb.Pop(p.payload)
+	n, res := s.jb.Pop(now, p.payload)
 	s.mu.Unlock()
 	if res == jitter.Played {
 		m, err := s.codec.Decode(p.frame, p.payload[:n])
@@ -394,9 +415,6 @@ func (s *Session) playFrame() error {
 		copy(p.prev, p.frame)
 		p.misses = 0
 	} else {
-		if res == jitter.Lost {
-			s.lost.Add(1)
-		}
 		p.misses++
 		if p.misses > concealFrames {
 			clear(p.frame)
@@ -410,4 +428,30 @@ func (s *Session) playFrame() error {
 		return fmt.Errorf("media: write sink: %w", err)
 	}
 	return nil
+}
+
+// quietLevel is the mean absolute sample value under which a frame counts
+// as silence, about -40 dBFS: dropping or repeating it goes unheard.
+const quietLevel = 328
+
+// quietG711 returns the jitter buffer's test for a quiet G.711 payload.
+func quietG711(c Codec) func(payload []byte) bool {
+	var level [256]int32
+	for i := range level {
+		v := g711.DecodeUlawFrame(uint8(i))
+		if c.Name == PCMA.Name {
+			v = g711.DecodeAlawFrame(uint8(i))
+		}
+		level[i] = max(int32(v), -int32(v))
+	}
+	return func(payload []byte) bool {
+		limit := int32(quietLevel * len(payload))
+		var sum int32
+		for _, b := range payload {
+			if sum += level[b]; sum >= limit {
+				return false
+			}
+		}
+		return true
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/pion/rtp"
 
 	"intercom/internal/clock"
+	"intercom/internal/clock/clocktest"
 	"intercom/media/mediatest"
 )
 
@@ -265,12 +266,16 @@ func newTestSession(t testing.TB, dtmfPT uint8) *Session {
 	t.Cleanup(func() { c.Close() })
 	s, err := NewSession(SessionConfig{Conn: c, Remote: peer, Codec: PCMU, DTMFPayloadType: dtmfPT,
 		Source: &sineSource{p: newPacer(clock.Real{}, 8000)}, Sink: newRecordSink(nil, 1<<30),
-		Jitter: JitterConfig{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}})
+		Jitter: JitterConfig{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond},
+		Clock:  clocktest.New(time.Unix(1000, 0))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
+
+// tick advances a test session's fake clock by a 20 ms frame.
+func tick(s *Session) { s.clk.(*clocktest.Fake).Advance(20 * time.Millisecond) }
 
 func audioPacket(seq uint16, pt uint8, level int16) []byte {
 	payload := make([]byte, 160)
@@ -290,35 +295,41 @@ func TestReceiveDispatch(t *testing.T) {
 	s.cfg.OnDigit = func(r rune) { digits = append(digits, r) }
 	stranger := netip.MustParseAddrPort("127.0.0.2:20000")
 
-	s.receive(audioPacket(1, 0, 1000), stranger) // wrong IP
-	s.receive(audioPacket(1, 9, 1000), peer)     // payload type not negotiated
-	s.receive([]byte{0x80, 0, 0}, peer)          // too short for RTP
-	s.receive(audioPacket(1, 0, 1000)[:5], peer) // truncated header
-	s.receive(audioPacket(2, 0, 1000), netip.MustParseAddrPort("[::ffff:127.0.0.1]:1"))
-	s.receive(audioPacket(2, 0, 1000), peer) // duplicate
+	s.receive(audioPacket(1, 0, 1000), stranger, s.clk.Now()) // wrong IP
+	s.receive(audioPacket(1, 9, 1000), peer, s.clk.Now())     // payload type not negotiated
+	s.receive([]byte{0x80, 0, 0}, peer, s.clk.Now())          // too short for RTP
+	s.receive(audioPacket(1, 0, 1000)[:5], peer, s.clk.Now()) // truncated header
+	s.receive(audioPacket(2, 0, 1000), netip.MustParseAddrPort("[::ffff:127.0.0.1]:1"), s.clk.Now())
+	s.receive(audioPacket(2, 0, 1000), peer, s.clk.Now()) // duplicate
 	for _, h := range sippDTMF1 {
 		b, _ := hex.DecodeString(h)
-		s.receive(b, peer)
+		s.receive(b, peer, s.clk.Now())
 	}
 	dtmfShort, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, Timestamp: 99}, Payload: []byte{1, 2}}).Marshal()
-	s.receive(dtmfShort, peer)
+	s.receive(dtmfShort, peer, s.clk.Now())
 
 	if string(digits) != "1" {
 		t.Fatalf("digits %q, want \"1\"", string(digits))
 	}
 	st := s.Stats()
-	want := Stats{PacketsReceived: 12, BytesReceived: 2*160 + 10*4, Duplicates: 1, Malformed: 3, Ignored: 2, DTMF: 1}
+	want := Stats{PacketsReceived: 12, BytesReceived: 2*160 + 10*4, Duplicates: 1, Malformed: 3, Ignored: 2, DTMF: 1,
+		JitterTarget: 20 * time.Millisecond}
 	if st != want {
 		t.Fatalf("stats\n got %+v\nwant %+v", st, want)
 	}
 
-	// The packet plays, decoded, then a missing one is concealed, fading.
+	// Playout waits until the packet has been held for jitter.min; then
+	// it plays, decoded, and a missing one is concealed, fading.
 	sink := s.cfg.Sink.(*recordSink)
-	if err := s.playFrame(); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if err := s.playFrame(); err != nil {
+			t.Fatal(err)
+		}
+		tick(s)
 	}
-	s.receive(audioPacket(4, 0, 1000), peer)
+	s.receive(audioPacket(4, 0, 1000), peer, s.clk.Now())
 	for range 7 {
+		tick(s)
 		if err := s.playFrame(); err != nil {
 			t.Fatal(err)
 		}
@@ -339,8 +350,8 @@ func TestReceiveDispatch(t *testing.T) {
 			t.Fatalf("played levels %v, want %v then silence", levels, wantLevels)
 		}
 	}
-	if s.Stats().PacketsLost != 1 {
-		t.Fatalf("lost %d, want 1", s.Stats().PacketsLost)
+	if st := s.Stats(); st.PacketsLost != 1 || st.FramesInserted != 3 || st.Concealed != 4 {
+		t.Fatalf("lost %d, inserted %d, concealed %d; want 1, 3 (dry until jitter.max), 4", st.PacketsLost, st.FramesInserted, st.Concealed)
 	}
 }
 
@@ -348,7 +359,7 @@ func TestNoDTMFPayloadTypeWithPCMU(t *testing.T) {
 	// DTMFPayloadType 0 means "none": PCMU's payload type 0 must go to audio.
 	s := newTestSession(t, 0)
 	s.cfg.OnDigit = func(rune) { t.Fatal("audio taken for DTMF") }
-	s.receive(audioPacket(1, 0, 1000), peer)
+	s.receive(audioPacket(1, 0, 1000), peer, s.clk.Now())
 	if st := s.Stats(); st.PacketsReceived != 1 || s.jb.Len() != 1 {
 		t.Fatalf("stats %+v, buffered %d", st, s.jb.Len())
 	}
@@ -356,10 +367,10 @@ func TestNoDTMFPayloadTypeWithPCMU(t *testing.T) {
 
 func TestSSRCChangeRestartsStream(t *testing.T) {
 	s := newTestSession(t, 101)
-	s.receive(audioPacket(1000, 0, 1000), peer)
+	s.receive(audioPacket(1000, 0, 1000), peer, s.clk.Now())
 	p := audioPacket(5, 0, 1000)
 	p[11] = 43 // another SSRC, far-away sequence numbers
-	s.receive(p, peer)
+	s.receive(p, peer, s.clk.Now())
 	if s.jb.Len() != 1 || s.Stats().PacketsLate != 0 {
 		t.Fatalf("buffered %d, late %d", s.jb.Len(), s.Stats().PacketsLate)
 	}
@@ -371,7 +382,7 @@ func FuzzReceive(f *testing.F) {
 	f.Add(b)
 	s := newTestSession(f, 101)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s.receive(data, peer)
+		s.receive(data, peer, s.clk.Now())
 	})
 }
 
@@ -426,12 +437,33 @@ func BenchmarkReceivePath(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		pkt[2], pkt[3] = byte(i>>8), byte(i)
-		s.receive(pkt, peer)
+		s.receive(pkt, peer, s.clk.Now())
+		tick(s)
 		if err := s.playFrame(); err != nil {
 			b.Fatal(err)
 		}
 	}
 	if st := s.Stats(); st.Malformed+st.PacketsLate+st.Duplicates != 0 {
 		b.Fatalf("stats %+v", st)
+	}
+}
+
+func TestQuietG711(t *testing.T) {
+	for _, c := range []Codec{PCMU, PCMA} {
+		quiet := quietG711(c)
+		payload := make([]byte, 160)
+		for _, tc := range []struct {
+			level int16
+			want  bool
+		}{{0, true}, {100, true}, {-250, true}, {400, false}, {-8000, false}} {
+			pcm := make([]int16, 160)
+			for i := range pcm {
+				pcm[i] = tc.level
+			}
+			c.Encode(payload, pcm)
+			if got := quiet(payload); got != tc.want {
+				t.Errorf("%s: level %d quiet = %v, want %v", c.Name, tc.level, got, tc.want)
+			}
+		}
 	}
 }
