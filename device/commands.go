@@ -56,10 +56,47 @@ func (s *Station) Status(ctx context.Context) (api.Status, error) {
 		for n, l := range s.leds {
 			st.LEDs[n] = string(l.Pattern())
 		}
+		st.Media = s.mediaStatus()
 		return nil
 	})
 	return st, err
 }
+
+// mediaStatus reports the running call's audio; nil outside a call.
+func (s *Station) mediaStatus() *api.MediaStatus {
+	if s.state != stateActive || s.stream == nil || s.call == nil {
+		return nil
+	}
+	ms, ok := s.stream.Stats()
+	if !ok {
+		return nil
+	}
+	ans := s.call.Media()
+	ptime := ans.Ptime
+	if ptime == 0 {
+		ptime = s.cfg.Audio.Ptime
+	}
+	return &api.MediaStatus{
+		Codec:              ans.Codec.Name,
+		PtimeMS:            millis(ptime),
+		PacketsSent:        ms.PacketsSent,
+		PacketsReceived:    ms.PacketsReceived,
+		Lost:               ms.NetworkLost,
+		LossFraction:       ms.FractionLost,
+		Late:               ms.PacketsLate,
+		Concealed:          ms.Concealed,
+		JitterMS:           millis(ms.Jitter),
+		JitterTargetMS:     millis(ms.JitterTarget),
+		RTTMS:              millis(ms.RTT),
+		RemoteLost:         ms.RemoteLost,
+		RemoteLossFraction: ms.RemoteFractionLost,
+		RemoteJitterMS:     millis(ms.RemoteJitter),
+		RTCPSent:           ms.RTCPSent,
+		RTCPReceived:       ms.RTCPReceived,
+	}
+}
+
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // PressButton acts as if the named button had been pressed.
 func (s *Station) PressButton(ctx context.Context, name string) error {
@@ -157,7 +194,37 @@ func (s *Station) WriteMetrics(ctx context.Context, w io.Writer) error {
 	for _, n := range names {
 		_, err = fmt.Fprintf(w, "intercom_relay_active{relay=%q} %d\n", n, b2u(st.Relays[n].Active))
 	}
-	return err
+	if err != nil || st.Media == nil {
+		return err
+	}
+	return writeMediaMetrics(w, st.Media)
+}
+
+// writeMediaMetrics writes the running call's audio figures. The counters
+// start from zero with each call, which Prometheus reads as a reset.
+func writeMediaMetrics(w io.Writer, ms *api.MediaStatus) error {
+	for _, l := range []struct {
+		name, help, typ string
+		value           float64
+	}{
+		{"intercom_rtp_packets_sent_total", "RTP packets sent in the current call.", "counter", float64(ms.PacketsSent)},
+		{"intercom_rtp_packets_received_total", "RTP packets received in the current call.", "counter", float64(ms.PacketsReceived)},
+		{"intercom_rtp_packets_lost_total", "RTP packets lost on the way to the station in the current call (RFC 3550 A.3).", "counter", float64(max(ms.Lost, 0))},
+		{"intercom_rtp_frames_concealed_total", "Audio frames played without a packet in the current call.", "counter", float64(ms.Concealed)},
+		{"intercom_rtcp_packets_sent_total", "RTCP packets sent in the current call.", "counter", float64(ms.RTCPSent)},
+		{"intercom_rtcp_packets_received_total", "RTCP packets received in the current call.", "counter", float64(ms.RTCPReceived)},
+		{"intercom_rtp_loss_fraction", "Fraction of incoming RTP lost in the last RTCP interval.", "gauge", ms.LossFraction},
+		{"intercom_rtp_jitter_seconds", "Interarrival jitter of incoming RTP (RFC 3550 6.4.1).", "gauge", ms.JitterMS / 1000},
+		{"intercom_jitter_buffer_target_seconds", "Delay the jitter buffer aims for.", "gauge", ms.JitterTargetMS / 1000},
+		{"intercom_rtcp_rtt_seconds", "Round-trip time measured with RTCP; 0 until known.", "gauge", ms.RTTMS / 1000},
+		{"intercom_rtcp_remote_loss_fraction", "Fraction of our RTP lost, as the far end reports it.", "gauge", ms.RemoteLossFraction},
+		{"intercom_rtcp_remote_jitter_seconds", "Jitter of our RTP, as the far end reports it.", "gauge", ms.RemoteJitterMS / 1000},
+	} {
+		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %g\n", l.name, l.help, l.name, l.typ, l.name, l.value); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func b2u(b bool) uint64 {

@@ -19,6 +19,7 @@ import (
 	"intercom/device/config"
 	"intercom/gpio"
 	"intercom/internal/clock"
+	"intercom/media"
 	"intercom/media/tone"
 	"intercom/sipagent"
 )
@@ -82,6 +83,8 @@ type Stream interface {
 	PlayTone(spec tone.Spec) error
 	// Close releases the stream's port and stops its ringback.
 	Close() error
+	// Stats reports the running call's media; false until Run started it.
+	Stats() (media.Stats, bool)
 }
 
 // SIP events the station consumes. They mirror sipagent's events with the

@@ -2,9 +2,13 @@ package device
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"net/netip"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +17,7 @@ import (
 	"intercom/device/config"
 	"intercom/gpio"
 	"intercom/internal/clock/clocktest"
+	"intercom/media"
 	"intercom/media/tone"
 	"intercom/sipagent"
 )
@@ -75,6 +80,16 @@ type fakeStream struct {
 	mu      sync.Mutex
 	ringing bool
 	tones   []string
+	stats   *media.Stats // nil until the test sets figures
+}
+
+func (s *fakeStream) Stats() (media.Stats, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stats == nil {
+		return media.Stats{}, false
+	}
+	return *s.stats, true
 }
 
 func (s *fakeStream) StartRingback() { s.mu.Lock(); s.ringing = true; s.mu.Unlock() }
@@ -307,6 +322,59 @@ func TestBellCallsAndCodeOpensDoor(t *testing.T) {
 	h.expectEvent("hangup")
 	if got := h.callState(); got != "idle" {
 		t.Fatalf("call state %q after hangup_after_door_open", got)
+	}
+}
+
+func TestStatusReportsCallMedia(t *testing.T) {
+	h := newHarness(t, testYAML)
+	st, _ := h.st.Status(context.Background())
+	if st.Media != nil {
+		t.Fatalf("media status outside a call: %+v", st.Media)
+	}
+	call, _ := h.answerBell()
+	h.stream.mu.Lock()
+	h.stream.stats = &media.Stats{PacketsSent: 500, PacketsReceived: 490, NetworkLost: 10, FractionLost: 0.25,
+		Jitter: 3 * time.Millisecond, JitterTarget: 40 * time.Millisecond, RTT: 62500 * time.Microsecond,
+		RemoteFractionLost: 0.5, RemoteLost: 7, RTCPSent: 4, RTCPReceived: 3, Concealed: 12}
+	h.stream.mu.Unlock()
+
+	rec := httptest.NewRecorder()
+	api.Handler(api.Config{Station: h.st}).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/status", nil))
+	var doc struct {
+		Media map[string]any `json:"media"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"codec": "PCMU", "ptime_ms": 20.0, "packets_sent": 500.0, "packets_received": 490.0,
+		"lost": 10.0, "loss_fraction": 0.25, "late": 0.0, "concealed": 12.0, "jitter_ms": 3.0, "jitter_target_ms": 40.0,
+		"rtt_ms": 62.5, "remote_lost": 7.0, "remote_loss_fraction": 0.5, "remote_jitter_ms": 0.0,
+		"rtcp_sent": 4.0, "rtcp_received": 3.0}
+	if !reflect.DeepEqual(doc.Media, want) {
+		t.Fatalf("media status\n got %v\nwant %v", doc.Media, want)
+	}
+
+	var metrics strings.Builder
+	if err := h.st.WriteMetrics(context.Background(), &metrics); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"intercom_rtp_packets_received_total 490\n", "intercom_rtcp_rtt_seconds 0.0625\n",
+		"intercom_rtcp_remote_loss_fraction 0.5\n", "intercom_rtp_packets_lost_total 10\n", "intercom_rtp_jitter_seconds 0.003\n"} {
+		if !strings.Contains(metrics.String(), line) {
+			t.Errorf("metrics lack %q:\n%s", line, metrics.String())
+		}
+	}
+
+	if err := h.st.Hangup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-call.hungup
+	if st, _ := h.st.Status(context.Background()); st.Media != nil {
+		t.Fatalf("media status after the call: %+v", st.Media)
+	}
+	metrics.Reset()
+	if err := h.st.WriteMetrics(context.Background(), &metrics); err != nil || strings.Contains(metrics.String(), "intercom_rtp_") {
+		t.Fatalf("metrics after the call (%v):\n%s", err, metrics.String())
 	}
 }
 

@@ -85,16 +85,16 @@ var _ Media = (*RTPMedia)(nil)
 
 // Open implements Media.
 func (m *RTPMedia) Open(ip netip.Addr) (Stream, error) {
-	conn, err := media.ListenRTP(ip)
+	conn, rtcpConn, err := media.ListenRTP(ip)
 	if err != nil {
 		return nil, fmt.Errorf("device: %w", err)
 	}
-	return &rtpStream{m: m, conn: conn}, nil
+	return &rtpStream{m: m, conn: conn, rtcpConn: rtcpConn}, nil
 }
 
 type rtpStream struct {
-	m    *RTPMedia
-	conn *net.UDPConn
+	m              *RTPMedia
+	conn, rtcpConn *net.UDPConn
 	// speaker and far carry tones into what the door plays and what it
 	// sends, so that both sides hear a door-open confirmation.
 	speaker, far tone.Overlay
@@ -102,6 +102,7 @@ type rtpStream struct {
 	mu       sync.Mutex
 	stopRing context.CancelFunc
 	ringDone chan struct{}
+	sess     *media.Session
 }
 
 func (s *rtpStream) LocalAddr() netip.AddrPort {
@@ -110,7 +111,22 @@ func (s *rtpStream) LocalAddr() netip.AddrPort {
 
 func (s *rtpStream) Close() error {
 	s.stopRingback()
-	return s.conn.Close()
+	return s.closeConns()
+}
+
+func (s *rtpStream) closeConns() error {
+	return errors.Join(s.conn.Close(), s.rtcpConn.Close())
+}
+
+// Stats reports the call's RTP and RTCP figures once Run set it up.
+func (s *rtpStream) Stats() (media.Stats, bool) {
+	s.mu.Lock()
+	sess := s.sess
+	s.mu.Unlock()
+	if sess == nil {
+		return media.Stats{}, false
+	}
+	return sess.Stats(), true
 }
 
 // PlayTone mixes a tone into both directions of a running call.
@@ -193,28 +209,28 @@ func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit f
 	}
 	codec, ok := media.CodecByName(ans.Codec.Name)
 	if !ok {
-		s.conn.Close()
+		s.closeConns()
 		return fmt.Errorf("device: negotiated codec %q is not supported", ans.Codec.Name)
 	}
 	codec.PayloadType = ans.Codec.PayloadType
 	format, err := media.FormatForPtime(ptime)
 	if err != nil {
-		s.conn.Close()
+		s.closeConns()
 		return fmt.Errorf("device: %w", err)
 	}
 	src, err := s.m.Backend.OpenSource(format)
 	if err != nil {
-		s.conn.Close()
+		s.closeConns()
 		return fmt.Errorf("device: open audio input: %w", err)
 	}
 	sink, err := s.m.Backend.OpenSink(format)
 	if err != nil {
 		src.Close()
-		s.conn.Close()
+		s.closeConns()
 		return fmt.Errorf("device: open audio output: %w", err)
 	}
 	sess, err := media.NewSession(media.SessionConfig{
-		Conn: s.conn, Remote: ans.Remote, Codec: codec, DTMFPayloadType: ans.DTMFPayloadType, Ptime: ptime,
+		Conn: s.conn, RTCPConn: s.rtcpConn, Remote: ans.Remote, Codec: codec, DTMFPayloadType: ans.DTMFPayloadType, Ptime: ptime,
 		Source: &micPath{Source: src, gain: s.m.MicGain, tones: &s.far},
 		Sink:   &speakerPath{Sink: sink, gain: s.m.SpeakerGain, tones: &s.speaker},
 		Jitter: s.m.Jitter, OnDigit: onDigit, Logger: s.m.Logger,
@@ -222,9 +238,12 @@ func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit f
 	if err != nil {
 		src.Close()
 		sink.Close()
-		s.conn.Close()
+		s.closeConns()
 		return fmt.Errorf("device: %w", err)
 	}
+	s.mu.Lock()
+	s.sess = sess
+	s.mu.Unlock()
 	err = sess.Run(ctx)
 	return errors.Join(err, src.Close(), sink.Close())
 }

@@ -29,9 +29,21 @@ type JitterConfig struct {
 // SessionConfig is what a call's media is set up with, usually straight
 // from the SDP answer.
 type SessionConfig struct {
-	Conn   *net.UDPConn   // from ListenRTP; the Session closes it
-	Remote netip.AddrPort // where RTP goes; packets from other IPs are ignored
-	Codec  Codec          // PCMU or PCMA, with the negotiated payload type
+	Conn *net.UDPConn // RTP, from ListenRTP; the Session closes it
+	// RTCPConn is RTCP's socket, from ListenRTP; the Session closes it.
+	// nil means no RTCP: no reports sent or read.
+	RTCPConn *net.UDPConn
+	// Remote is where RTP goes. Symmetric RTP: packets are taken only
+	// from its IP, and the first valid one fixes the port (a NAT may have
+	// changed it); from then on, only that address is heard and sent to.
+	Remote netip.AddrPort
+	// RemoteRTCP is where RTCP goes, latched the same way; the zero
+	// value means Remote's port + 1 (RFC 3550 §11).
+	RemoteRTCP netip.AddrPort
+	// RTCPInterval is the nominal time between our reports; 0 => 5s
+	// (RFC 3550 §6.2).
+	RTCPInterval time.Duration
+	Codec        Codec // PCMU or PCMA, with the negotiated payload type
 	// DTMFPayloadType is the negotiated telephone-event payload type; 0
 	// means none was negotiated (0 is never a dynamic payload type).
 	DTMFPayloadType uint8
@@ -59,7 +71,7 @@ type Stats struct {
 	Duplicates      uint64 // audio packets received twice
 	Discarded       uint64 // audio dropped unplayed to keep the delay within Jitter.Max
 	Malformed       uint64 // undecodable RTP or telephone-event payloads
-	Ignored         uint64 // from another IP, or with a payload type not negotiated
+	Ignored         uint64 // RTP or RTCP from another address than the remote's, or RTP with a payload type not negotiated
 	DTMF            uint64 // key presses reported through OnDigit
 
 	// The jitter buffer: frames played without a packet (lost, or
@@ -71,6 +83,23 @@ type Stats struct {
 	JitterTarget   time.Duration // the delay the jitter buffer aims for
 	JitterDepth    time.Duration // its delay now
 	Jitter         time.Duration // RFC 3550 §6.4.1 interarrival jitter estimate
+
+	// RTCP (RFC 3550 §6.4). NetworkLost and FractionLost are the loss of
+	// the stream we receive as our reports state it: expected minus
+	// received packets (negative with duplicates), and the fraction lost
+	// in the last report interval.
+	RTCPSent, RTCPReceived uint64
+	RTCPMalformed          uint64
+	NetworkLost            int64
+	FractionLost           float64
+	// What the remote's last report said about the stream we send; all
+	// zero until one arrived (RemoteReport). RTT is the round trip
+	// measured with our last sender report it echoed; 0 until then.
+	RemoteReport       bool
+	RemoteFractionLost float64
+	RemoteLost         int64
+	RemoteJitter       time.Duration
+	RTT                time.Duration
 }
 
 // maxPacket is the buffer for one datagram: an Ethernet MTU, far more than
@@ -86,8 +115,12 @@ type Session struct {
 	clk    clock.Clock
 	ran    atomic.Bool
 
-	mu sync.Mutex // the jitter buffer, shared by receiver and playout
-	jb *jitter.Buffer
+	mu   sync.Mutex // the jitter buffer and RTCP state, shared by the loops
+	jb   *jitter.Buffer
+	rtcp rtcpState
+
+	ssrc              uint32 // ours
+	rtpPeer, rtcpPeer *latch
 
 	snd sender
 	rcv receiver
@@ -96,6 +129,8 @@ type Session struct {
 	sent, sentBytes, sendErrors atomic.Uint64
 	received, receivedBytes     atomic.Uint64
 	malformed, ignored, digits  atomic.Uint64
+	rtcpSent, rtcpReceived      atomic.Uint64
+	rtcpMalformed               atomic.Uint64
 }
 
 // NewSession checks cfg and prepares a session; Run starts it.
@@ -109,6 +144,18 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	codec, ok := CodecByName(cfg.Codec.Name)
 	if !ok {
 		return nil, fmt.Errorf("media: session: unsupported codec %q", cfg.Codec.Name)
+	}
+	if cfg.RemoteRTCP == (netip.AddrPort{}) && cfg.Remote.Port() < 0xffff {
+		cfg.RemoteRTCP = netip.AddrPortFrom(cfg.Remote.Addr(), cfg.Remote.Port()+1)
+	}
+	if cfg.RTCPConn != nil && (!cfg.RemoteRTCP.IsValid() || cfg.RemoteRTCP.Port() == 0) {
+		return nil, fmt.Errorf("media: session: invalid remote rtcp address %v", cfg.RemoteRTCP)
+	}
+	if cfg.RTCPInterval == 0 {
+		cfg.RTCPInterval = rtcpInterval
+	}
+	if cfg.RTCPInterval < 0 {
+		return nil, fmt.Errorf("media: session: invalid rtcp interval %v", cfg.RTCPInterval)
 	}
 	if cfg.Codec.PayloadType > 127 {
 		return nil, fmt.Errorf("media: session: invalid payload type %d", cfg.Codec.PayloadType)
@@ -155,7 +202,10 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	}
 	s := &Session{cfg: cfg, codec: codec, format: format, log: cfg.Logger, clk: cfg.Clock, jb: jb}
 	s.snd = newSender(codec, format.FrameSamples)
-	s.rcv = receiver{buf: make([]byte, maxPacket), remote: cfg.Remote.Addr().Unmap()}
+	s.ssrc = s.snd.pkt.SSRC
+	s.rtpPeer, s.rtcpPeer = newLatch(cfg.Remote), newLatch(cfg.RemoteRTCP)
+	s.rtcp.cname = newCNAME()
+	s.rcv = receiver{buf: make([]byte, maxPacket)}
 	s.ply = playout{
 		payload: make([]byte, format.FrameSamples),
 		frame:   make([]int16, format.FrameSamples),
@@ -183,7 +233,11 @@ func (s *Session) Run(ctx context.Context) error {
 		errOnce sync.Once
 		runErr  error
 	)
-	for _, loop := range []func(context.Context) error{s.sendLoop, s.receiveLoop, s.playoutLoop} {
+	loops := []func(context.Context) error{s.sendLoop, s.receiveLoop, s.playoutLoop}
+	if s.cfg.RTCPConn != nil {
+		loops = append(loops, s.rtcpSendLoop, s.rtcpReceiveLoop)
+	}
+	for _, loop := range loops {
 		wg.Go(func() {
 			if err := loop(ctx); err != nil {
 				errOnce.Do(func() { runErr = err })
@@ -192,8 +246,12 @@ func (s *Session) Run(ctx context.Context) error {
 		})
 	}
 	<-ctx.Done()
-	// Closing the socket is what unblocks the receiver's read.
 	closeErr := s.cfg.Conn.Close()
+	if s.cfg.RTCPConn != nil {
+		// RFC 3550 §6.3.7: a participant leaving says BYE.
+		s.sendReport(true)
+		closeErr = errors.Join(closeErr, s.cfg.RTCPConn.Close())
+	}
 	wg.Wait()
 	if runErr != nil {
 		return runErr
@@ -208,8 +266,9 @@ func (s *Session) Run(ctx context.Context) error {
 func (s *Session) Stats() Stats {
 	s.mu.Lock()
 	jb := s.jb.Stats()
+	rs := s.rtcp
 	s.mu.Unlock()
-	return Stats{
+	st := Stats{
 		PacketsSent:     s.sent.Load(),
 		BytesSent:       s.sentBytes.Load(),
 		SendErrors:      s.sendErrors.Load(),
@@ -228,7 +287,22 @@ func (s *Session) Stats() Stats {
 		JitterTarget:    jb.Target,
 		JitterDepth:     jb.Depth,
 		Jitter:          jb.Jitter,
+		RTCPSent:        s.rtcpSent.Load(),
+		RTCPReceived:    s.rtcpReceived.Load(),
+		RTCPMalformed:   s.rtcpMalformed.Load(),
+		RemoteReport:    rs.remote,
+		RTT:             rs.rtt,
 	}
+	if rs.src.have {
+		st.NetworkLost = rs.src.lost()
+		st.FractionLost = float64(rs.src.fraction) / 256
+	}
+	if rs.remote {
+		st.RemoteFractionLost = float64(rs.remoteFrac) / 256
+		st.RemoteLost = rs.remoteLost
+		st.RemoteJitter = time.Duration(rs.remoteJit) * time.Second / ClockRate
+	}
+	return st
 }
 
 // sender builds outgoing packets in reused buffers.
@@ -284,20 +358,26 @@ func (s *Session) sendLoop(ctx context.Context) error {
 			}
 			return fmt.Errorf("media: read source: %w", err)
 		}
+		ts := s.snd.pkt.Timestamp
 		b, err := s.snd.next()
 		if err != nil {
 			return err
 		}
-		if _, err := s.cfg.Conn.WriteToUDPAddrPort(b, s.cfg.Remote); err != nil {
+		dest := s.rtpPeer.addr()
+		if _, err := s.cfg.Conn.WriteToUDPAddrPort(b, dest); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			// A send can fail transiently (no route yet, a full buffer);
 			// the call goes on and the failure shows in Stats.
 			s.sendErrors.Add(1)
-			s.log.Debug("media: rtp send failed", "remote", s.cfg.Remote, "err", err)
+			s.log.Debug("media: rtp send failed", "remote", dest, "err", err)
 			continue
 		}
+		now := s.clk.Now()
+		s.mu.Lock()
+		s.rtcp.sentTS, s.rtcp.sentAt = ts, now
+		s.mu.Unlock()
 		s.sent.Add(1)
 		s.sentBytes.Add(uint64(len(s.snd.pkt.Payload)))
 	}
@@ -306,12 +386,11 @@ func (s *Session) sendLoop(ctx context.Context) error {
 
 // receiver holds the receiving goroutine's state.
 type receiver struct {
-	buf    []byte
-	remote netip.Addr
-	pkt    rtp.Packet
-	ssrc   uint32
-	have   bool
-	dtmf   dtmfReceiver
+	buf  []byte
+	pkt  rtp.Packet
+	ssrc uint32
+	have bool
+	dtmf dtmfReceiver
 }
 
 func (s *Session) receiveLoop(ctx context.Context) error {
@@ -331,7 +410,7 @@ func (s *Session) receiveLoop(ctx context.Context) error {
 // after the socket.
 func (s *Session) receive(b []byte, from netip.AddrPort, at time.Time) {
 	r := &s.rcv
-	if from.Addr().Unmap() != r.remote {
+	if !s.rtpPeer.allows(from) {
 		s.ignored.Add(1)
 		return
 	}
@@ -347,7 +426,15 @@ func (s *Session) receive(b []byte, from netip.AddrPort, at time.Time) {
 			s.malformed.Add(1)
 			return
 		}
+		s.accepted(from)
 		s.countReceived(len(r.pkt.Payload))
+		s.mu.Lock()
+		if r.have && r.pkt.SSRC == r.ssrc {
+			// Telephone-events share the audio's sequence numbers
+			// (RFC 4733 §2.1).
+			s.rtcp.src.update(r.pkt.SequenceNumber)
+		}
+		s.mu.Unlock()
 		if ok {
 			s.digits.Add(1)
 			if s.cfg.OnDigit != nil {
@@ -355,6 +442,7 @@ func (s *Session) receive(b []byte, from netip.AddrPort, at time.Time) {
 			}
 		}
 	case pt == s.codec.PayloadType:
+		s.accepted(from)
 		s.countReceived(len(r.pkt.Payload))
 		s.mu.Lock()
 		if !r.have || r.pkt.SSRC != r.ssrc {
@@ -362,11 +450,20 @@ func (s *Session) receive(b []byte, from netip.AddrPort, at time.Time) {
 			// numbers have nothing to do with the old one's.
 			r.have, r.ssrc = true, r.pkt.SSRC
 			s.jb.Reset()
+			s.rtcp.src.reset(r.pkt.SSRC, r.pkt.SequenceNumber)
 		}
+		s.rtcp.src.update(r.pkt.SequenceNumber)
 		s.jb.Push(r.pkt.SequenceNumber, r.pkt.Timestamp, at, r.pkt.Payload)
 		s.mu.Unlock()
 	default:
 		s.ignored.Add(1)
+	}
+}
+
+// accepted latches the RTP remote on the first valid packet.
+func (s *Session) accepted(from netip.AddrPort) {
+	if s.rtpPeer.latch(from) {
+		s.log.Debug("media: rtp latched to a new port", "remote", from)
 	}
 }
 

@@ -81,35 +81,39 @@ func (s *recordSink) played() []int16 {
 	return append([]int16(nil), s.samples...)
 }
 
-func listen(t *testing.T, ip string) *net.UDPConn {
+// listen binds an RTP/RTCP pair, closed when the test ends.
+func listen(t testing.TB, ip string) (rtp, rtcp *net.UDPConn) {
 	t.Helper()
-	c, err := ListenRTP(netip.MustParseAddr(ip))
+	rtp, rtcp, err := ListenRTP(netip.MustParseAddr(ip))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	t.Cleanup(func() { rtp.Close(); rtcp.Close() })
+	return rtp, rtcp
 }
 
 func localAddr(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAddr).AddrPort() }
 
 func TestListenRTP(t *testing.T) {
 	for range 5 {
-		c := listen(t, "127.0.0.1")
+		c, cc := listen(t, "127.0.0.1")
 		ap := localAddr(c)
 		if p := ap.Port(); p%2 != 0 || p < 16384 || p > 32766 || ap.Addr() != netip.MustParseAddr("127.0.0.1") {
 			t.Fatalf("bound %v", ap)
 		}
+		if got := localAddr(cc); got != netip.AddrPortFrom(ap.Addr(), ap.Port()+1) {
+			t.Fatalf("rtcp bound %v, rtp %v", got, ap)
+		}
 	}
-	if _, err := ListenRTP(netip.MustParseAddr("192.0.2.1")); err == nil {
+	if _, _, err := ListenRTP(netip.MustParseAddr("192.0.2.1")); err == nil {
 		t.Fatal("bound a non-local address")
 	}
 }
 
 func TestNewSessionValidates(t *testing.T) {
-	conn := listen(t, "127.0.0.1")
+	conn, rtcpConn := listen(t, "127.0.0.1")
 	remote := netip.MustParseAddrPort("127.0.0.1:20000")
-	good := SessionConfig{Conn: conn, Remote: remote, Codec: PCMU, DTMFPayloadType: 101,
+	good := SessionConfig{Conn: conn, RTCPConn: rtcpConn, Remote: remote, Codec: PCMU, DTMFPayloadType: 101,
 		Source: &sineSource{}, Sink: newRecordSink(nil, 1)}
 	s, err := NewSession(good)
 	if err != nil {
@@ -122,6 +126,8 @@ func TestNewSessionValidates(t *testing.T) {
 		"no conn":       func(c *SessionConfig) { c.Conn = nil },
 		"no remote":     func(c *SessionConfig) { c.Remote = netip.AddrPort{} },
 		"port 0":        func(c *SessionConfig) { c.Remote = netip.MustParseAddrPort("127.0.0.1:0") },
+		"no rtcp port":  func(c *SessionConfig) { c.Remote = netip.MustParseAddrPort("127.0.0.1:65535") },
+		"rtcp interval": func(c *SessionConfig) { c.RTCPInterval = -time.Second },
 		"codec":         func(c *SessionConfig) { c.Codec = Codec{Name: "opus", PayloadType: 111} },
 		"pt 128":        func(c *SessionConfig) { c.Codec.PayloadType = 128 },
 		"dtmf == codec": func(c *SessionConfig) { c.Codec.PayloadType = c.DTMFPayloadType },
@@ -150,20 +156,21 @@ func TestLoopback(t *testing.T) {
 }
 
 func testLoopback(t *testing.T, codec Codec) {
-	connA, connB := listen(t, "127.0.0.1"), listen(t, "127.0.0.1")
+	connA, rtcpA := listen(t, "127.0.0.1")
+	connB, rtcpB := listen(t, "127.0.0.1")
 	const frames = 15
 	type side struct {
 		s    *Session
 		src  *sineSource
 		sink *recordSink
 	}
-	mk := func(conn *net.UDPConn, remote netip.AddrPort, freq float64) side {
+	mk := func(conn, rtcpConn *net.UDPConn, remote netip.AddrPort, freq float64) side {
 		sd := side{
 			src:  &sineSource{freq: freq, p: newPacer(clock.Real{}, 8000)},
 			sink: newRecordSink(newPacer(clock.Real{}, 8000), frames*160),
 		}
 		var err error
-		sd.s, err = NewSession(SessionConfig{Conn: conn, Remote: remote, Codec: codec,
+		sd.s, err = NewSession(SessionConfig{Conn: conn, RTCPConn: rtcpConn, Remote: remote, Codec: codec,
 			DTMFPayloadType: 101, Source: sd.src, Sink: sd.sink,
 			Jitter: JitterConfig{Min: 40 * time.Millisecond, Max: 200 * time.Millisecond}})
 		if err != nil {
@@ -171,16 +178,11 @@ func testLoopback(t *testing.T, codec Codec) {
 		}
 		return sd
 	}
-	a := mk(connA, localAddr(connB), 440)
-	b := mk(connB, localAddr(connA), 1000)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errs := make(chan error, 2)
-	go func() { errs <- a.s.Run(ctx) }()
-	go func() { errs <- b.s.Run(ctx) }()
+	a := mk(connA, rtcpA, localAddr(connB), 440)
+	b := mk(connB, rtcpB, localAddr(connA), 1000)
 
 	// Junk from the right IP is counted and dropped; the call goes on.
+	// It is queued before A sends, so that B has not latched to A's port.
 	junk, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(localAddr(connB)))
 	if err != nil {
 		t.Fatal(err)
@@ -189,6 +191,12 @@ func testLoopback(t *testing.T, codec Codec) {
 	for _, p := range [][]byte{{}, {0x80}, {0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}, {0x8f, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1}, {0x40, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1}} {
 		junk.Write(p)
 	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() { errs <- a.s.Run(ctx) }()
+	go func() { errs <- b.s.Run(ctx) }()
 
 	for _, sd := range []side{a, b} {
 		select {
@@ -203,8 +211,10 @@ func testLoopback(t *testing.T, codec Codec) {
 			t.Fatalf("Run: %v", err)
 		}
 	}
-	if _, err := connA.Write([]byte{1}); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("conn after Run: %v, want closed", err)
+	for _, c := range []*net.UDPConn{connA, rtcpA} {
+		if _, err := c.Write([]byte{1}); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("conn after Run: %v, want closed", err)
+		}
 	}
 
 	for _, tc := range []struct {
@@ -259,12 +269,8 @@ func (failSource) Close() error       { return nil }
 var peer = netip.MustParseAddrPort("127.0.0.1:20000")
 
 func newTestSession(t testing.TB, dtmfPT uint8) *Session {
-	c, err := ListenRTP(netip.MustParseAddr("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	s, err := NewSession(SessionConfig{Conn: c, Remote: peer, Codec: PCMU, DTMFPayloadType: dtmfPT,
+	c, cc := listen(t, "127.0.0.1")
+	s, err := NewSession(SessionConfig{Conn: c, RTCPConn: cc, Remote: peer, Codec: PCMU, DTMFPayloadType: dtmfPT,
 		Source: &sineSource{p: newPacer(clock.Real{}, 8000)}, Sink: newRecordSink(nil, 1<<30),
 		Jitter: JitterConfig{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond},
 		Clock:  clocktest.New(time.Unix(1000, 0))})
@@ -299,7 +305,7 @@ func TestReceiveDispatch(t *testing.T) {
 	s.receive(audioPacket(1, 9, 1000), peer, s.clk.Now())     // payload type not negotiated
 	s.receive([]byte{0x80, 0, 0}, peer, s.clk.Now())          // too short for RTP
 	s.receive(audioPacket(1, 0, 1000)[:5], peer, s.clk.Now()) // truncated header
-	s.receive(audioPacket(2, 0, 1000), netip.MustParseAddrPort("[::ffff:127.0.0.1]:1"), s.clk.Now())
+	s.receive(audioPacket(2, 0, 1000), netip.MustParseAddrPort("[::ffff:127.0.0.1]:20000"), s.clk.Now())
 	s.receive(audioPacket(2, 0, 1000), peer, s.clk.Now()) // duplicate
 	for _, h := range sippDTMF1 {
 		b, _ := hex.DecodeString(h)
@@ -312,8 +318,10 @@ func TestReceiveDispatch(t *testing.T) {
 		t.Fatalf("digits %q, want \"1\"", string(digits))
 	}
 	st := s.Stats()
+	// The sipp DTMF packets carry another SSRC than the audio, so the
+	// RTCP loss count sees only the audio: one packet and its duplicate.
 	want := Stats{PacketsReceived: 12, BytesReceived: 2*160 + 10*4, Duplicates: 1, Malformed: 3, Ignored: 2, DTMF: 1,
-		JitterTarget: 20 * time.Millisecond}
+		JitterTarget: 20 * time.Millisecond, NetworkLost: -1}
 	if st != want {
 		t.Fatalf("stats\n got %+v\nwant %+v", st, want)
 	}

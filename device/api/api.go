@@ -48,6 +48,31 @@ type Status struct {
 	Buttons      map[string]InputStatus `json:"buttons"`
 	LEDs         map[string]string      `json:"leds"`
 	Door         DoorStatus             `json:"door"`
+	Media        *MediaStatus           `json:"media,omitempty"` // while a call's media runs
+}
+
+// MediaStatus reports a call's audio: RTP counts, the jitter buffer, and
+// the RTCP figures of RFC 3550 §6.4. Times are in milliseconds; loss
+// fractions from 0 to 1. Lost counts our stream's loss as expected minus
+// received packets; RemoteLost and RemoteLossFraction are what the far
+// end's reports say of the stream we send, RTT is 0 until measured.
+type MediaStatus struct {
+	Codec              string  `json:"codec"`
+	PtimeMS            float64 `json:"ptime_ms"`
+	PacketsSent        uint64  `json:"packets_sent"`
+	PacketsReceived    uint64  `json:"packets_received"`
+	Lost               int64   `json:"lost"`
+	LossFraction       float64 `json:"loss_fraction"`
+	Late               uint64  `json:"late"`
+	Concealed          uint64  `json:"concealed"`
+	JitterMS           float64 `json:"jitter_ms"`
+	JitterTargetMS     float64 `json:"jitter_target_ms"`
+	RTTMS              float64 `json:"rtt_ms"`
+	RemoteLost         int64   `json:"remote_lost"`
+	RemoteLossFraction float64 `json:"remote_loss_fraction"`
+	RemoteJitterMS     float64 `json:"remote_jitter_ms"`
+	RTCPSent           uint64  `json:"rtcp_sent"`
+	RTCPReceived       uint64  `json:"rtcp_received"`
 }
 
 // Registration is the SIP registration part of Status.
