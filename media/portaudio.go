@@ -106,7 +106,12 @@ func terminatePortAudio() error {
 
 var errNotInitialised = errors.New("media: portaudio is not initialised (the program must call media.InitPortAudio first)")
 
-type paBackend struct{ cfg BackendConfig }
+type paBackend struct {
+	cfg BackendConfig
+	// supports asks whether the device takes a mono int16 stream at rate;
+	// tests replace it to play a card that refuses 8 kHz.
+	supports func(dev paDevice, input bool, rate int) bool
+}
 
 var _ Backend = (*paBackend)(nil)
 
@@ -125,7 +130,18 @@ func openPortAudio(cfg BackendConfig) (Backend, error) {
 	if _, err := lookupDevice(cfg.Output, false); err != nil {
 		return nil, err
 	}
-	return &paBackend{cfg: cfg}, nil
+	return &paBackend{cfg: cfg, supports: formatSupported}, nil
+}
+
+// formatSupported asks PortAudio whether the device takes the stream that
+// open would start; pa must be held.
+func formatSupported(dev paDevice, input bool, rate int) bool {
+	params := dev.params()
+	in, out := (*C.PaStreamParameters)(nil), params
+	if input {
+		in, out = params, nil
+	}
+	return C.Pa_IsFormatSupported(in, out, C.double(rate)) == C.paFormatIsSupported
 }
 
 // paDevice is what the backend needs to know of a PortAudio device.
@@ -135,6 +151,16 @@ type paDevice struct {
 	channels   int      // input or output channels, as asked
 	latency    C.PaTime // default low input or output latency, seconds
 	sampleRate float64  // default
+}
+
+// params describes a mono int16 stream on the device.
+func (d paDevice) params() *C.PaStreamParameters {
+	return &C.PaStreamParameters{
+		device:           d.index,
+		channelCount:     1,
+		sampleFormat:     C.paInt16,
+		suggestedLatency: d.latency,
+	}
 }
 
 // lookupDevice finds a device that can capture (input) or play by its
@@ -236,7 +262,9 @@ func (b *paBackend) OpenSink(f Format) (Sink, error) {
 }
 
 // open starts a mono int16 blocking stream whose buffers are one frame,
-// at the device's low latency so that little audio waits in the card.
+// at the device's low latency so that little audio waits in the card. A
+// device that refuses f's rate is opened at its default rate, and the
+// stream converts.
 func (b *paBackend) open(f Format, name string, input bool) (*paStream, error) {
 	if err := f.validate(); err != nil {
 		return nil, err
@@ -251,28 +279,30 @@ func (b *paBackend) open(f Format, name string, input bool) (*paStream, error) {
 		return nil, err
 	}
 	s := &paStream{dir: "output", device: dev.name, log: b.cfg.Logger}
-	params := &C.PaStreamParameters{
-		device:           dev.index,
-		channelCount:     1,
-		sampleFormat:     C.paInt16,
-		suggestedLatency: dev.latency,
-	}
+	params := dev.params()
 	in, out := (*C.PaStreamParameters)(nil), params
 	if input {
 		s.dir, in, out = "input", params, nil
 	}
-	var st unsafe.Pointer
-	code := C.Pa_OpenStream(&st, in, out, C.double(f.SampleRate), C.ulong(f.FrameSamples), C.paNoFlag, nil, nil)
-	if code == C.paInvalidSampleRate {
-		// Resampling is not done here; a device that converts rates is
-		// the remedy.
-		hint := ""
-		if dev.name != defaultDevice {
-			hint = fmt.Sprintf("; choose a device that converts rates, such as ALSA's %q", defaultDevice)
-		}
-		return nil, fmt.Errorf("media: portaudio: %s device %q does not support %d Hz (its default rate is %g Hz)%s: %w",
-			s.dir, dev.name, f.SampleRate, dev.sampleRate, hint, paErr(code))
+	rate, err := chooseRate(f.SampleRate, dev.sampleRate, func(rate int) bool { return b.supports(dev, input, rate) })
+	if err != nil {
+		return nil, fmt.Errorf("media: portaudio: %s device %q %w", s.dir, dev.name, err)
 	}
+	frames := f.FrameSamples
+	if rate != f.SampleRate {
+		from, to := f.SampleRate, rate
+		if input {
+			from, to = to, from
+		}
+		if s.conv, err = newRateConv(from, to, f.FrameSamples); err != nil {
+			return nil, fmt.Errorf("media: portaudio: %s device %q: %w", s.dir, dev.name, err)
+		}
+		frames = deviceFrames(f.FrameSamples, f.SampleRate, rate)
+		b.cfg.Logger.Info("media: portaudio: device refuses the call's rate; resampling",
+			"device", dev.name, "dir", s.dir, "rate", f.SampleRate, "device_rate", rate)
+	}
+	var st unsafe.Pointer
+	code := C.Pa_OpenStream(&st, in, out, C.double(rate), C.ulong(frames), C.paNoFlag, nil, nil)
 	if err := paErr(code); err != nil {
 		return nil, fmt.Errorf("media: portaudio: open %s device %q: %w", s.dir, dev.name, err)
 	}
@@ -298,8 +328,9 @@ type paStream struct {
 	closed atomic.Bool   // set first by Close, so that callers stop queueing on mu
 	xruns  atomic.Uint64 // input overflows or output underflows
 
-	mu sync.Mutex
-	st unsafe.Pointer // the C PaStream; nil once closed
+	mu   sync.Mutex
+	st   unsafe.Pointer // the C PaStream; nil once closed
+	conv *rateConv      // nil when the device runs at the call's rate; used under mu
 }
 
 // transfer moves one frame through the stream, straight from or into the
@@ -315,6 +346,25 @@ func (s *paStream) transfer(frame []int16, input bool) error {
 	if s.st == nil {
 		return ErrClosed
 	}
+	if len(frame) == 0 {
+		return nil
+	}
+	switch {
+	case s.conv == nil:
+		return s.transferLocked(frame, input)
+	case input:
+		return s.conv.read(frame, s.readLocked)
+	default:
+		return s.conv.write(frame, s.writeLocked)
+	}
+}
+
+func (s *paStream) readLocked(frame []int16) error  { return s.transferLocked(frame, true) }
+func (s *paStream) writeLocked(frame []int16) error { return s.transferLocked(frame, false) }
+
+// transferLocked moves frame, at the device's rate, through the stream; mu
+// must be held and the stream open.
+func (s *paStream) transferLocked(frame []int16, input bool) error {
 	if len(frame) == 0 {
 		return nil
 	}

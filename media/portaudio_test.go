@@ -348,3 +348,73 @@ func TestPortAudioDevices(t *testing.T) {
 		t.Errorf("ALSA's default device %+v is not PortAudio's default", d)
 	}
 }
+
+// A card that refuses 8 kHz (many USB cards and I2S HATs do) is opened at
+// its default rate and the stream resamples. PulseAudio's ALSA device takes
+// any rate, so the test makes the backend believe it refuses 8 kHz.
+func TestPortAudioResamplesWhenTheCardRefuses8kHz(t *testing.T) {
+	b := openPA(t, "default", "default")
+	var asked []int
+	b.(*paBackend).supports = func(dev paDevice, input bool, rate int) bool {
+		asked = append(asked, rate)
+		return rate != 8000 && formatSupported(dev, input, rate)
+	}
+	rec := pulse.server.Record(t, "spk.monitor")
+	src, err := b.OpenSource(fmt20ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	sink, err := b.OpenSink(fmt20ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 4 || asked[0] != 8000 || asked[1] == 8000 || src.(*paSource).conv == nil || sink.(*paSink).conv == nil {
+		t.Fatalf("rates asked %v: want 8000 refused and the default rate taken for both", asked)
+	}
+	in, out := src.(*paSource).conv.r.Rates()
+	t.Logf("capture converts %d -> %d Hz", in, out)
+	// Capture and play a second of 20 ms frames, the card pacing both.
+	frame := make([]int16, fmt20ms.FrameSamples)
+	play := make([]int16, fmt20ms.FrameSamples)
+	var got []int16
+	start := time.Now()
+	for i := range 50 {
+		if err := src.Read(frame); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, frame...)
+		for j := range play {
+			play[j] = int16(0.5 * 32767 * math.Sin(2*math.Pi*1000*float64(i*len(play)+j)/8000))
+		}
+		if err := sink.Write(play); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Errorf("50 frames of 20ms in %v: not paced by the card", d)
+	}
+	tail := got[len(got)/2:]
+	if tone, other := mediatest.Goertzel(tail, 8000, 440), mediatest.Goertzel(tail, 8000, 1000); tone < 0.1 || other > tone/10 {
+		t.Errorf("440 Hz level %.3f, 1000 Hz level %.3f: want the microphone's 440 Hz tone", tone, other)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	const window = 400
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got := rec.Samples()
+		loud := 0
+		for i := 0; i+window <= len(got); i += window {
+			if w := got[i : i+window]; mediatest.Goertzel(w, 8000, 1000) > 0.3 && mediatest.Goertzel(w, 8000, 440) < 0.05 {
+				loud++
+			}
+		}
+		if loud >= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recorded %d samples with %d windows of 1000 Hz tone, want 10", len(got), loud)
+		}
+	}
+}
