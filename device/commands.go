@@ -44,6 +44,10 @@ func (s *Station) Status(ctx context.Context) (api.Status, error) {
 		if st.Door.LockedOut {
 			st.Door.LockoutFor = s.lock.lockedUntil.Sub(now).Truncate(time.Second).String()
 		}
+		if s.audio != nil {
+			a := s.audio.Stats()
+			st.Audio = &api.AudioStatus{Xruns: a.Xruns, Failures: a.Failures, Reopens: a.Reopens, Down: a.Down}
+		}
 		for n, r := range s.relays {
 			st.Relays[n] = api.RelayStatus{Active: r.Active(), Cycles: r.Cycles()}
 		}
@@ -194,10 +198,30 @@ func (s *Station) WriteMetrics(ctx context.Context, w io.Writer) error {
 	for _, n := range names {
 		_, err = fmt.Fprintf(w, "intercom_relay_active{relay=%q} %d\n", n, b2u(st.Relays[n].Active))
 	}
+	if err == nil && st.Audio != nil {
+		err = writeAudioMetrics(w, st.Audio)
+	}
 	if err != nil || st.Media == nil {
 		return err
 	}
 	return writeMediaMetrics(w, st.Media)
+}
+
+func writeAudioMetrics(w io.Writer, a *api.AudioStatus) error {
+	for _, l := range []struct {
+		name, help, typ string
+		value           uint64
+	}{
+		{"intercom_audio_xruns_total", "Sound-card overruns and underruns.", "counter", a.Xruns},
+		{"intercom_audio_failures_total", "Failed sound-card transfers, opens and reopen attempts.", "counter", a.Failures},
+		{"intercom_audio_reopens_total", "Sound-card streams reopened after a failure.", "counter", a.Reopens},
+		{"intercom_audio_streams_down", "Sound-card streams waiting to be reopened.", "gauge", uint64(a.Down)},
+	} {
+		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", l.name, l.help, l.name, l.typ, l.name, l.value); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeMediaMetrics writes the running call's audio figures. The counters

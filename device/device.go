@@ -43,6 +43,11 @@ type Input interface {
 	Active() bool
 }
 
+// AudioHealth reports the sound card's trouble counters.
+type AudioHealth interface {
+	Stats() media.ResilientStats
+}
+
 // SimPins drives virtual input pins; nil when real pins are in use.
 type SimPins interface {
 	Drive(pin string, high bool) error
@@ -127,6 +132,8 @@ type Config struct {
 	Buttons map[string]Input
 	Inputs  map[string]Input
 	SimPins SimPins
+	// Audio, when set, adds sound-card health to status and metrics.
+	Audio   AudioHealth
 	Clock   clock.Clock
 	Logger  *slog.Logger
 	Version string
@@ -157,6 +164,7 @@ type Station struct {
 	buttons map[string]Input
 	inputs  map[string]Input
 	sim     SimPins
+	audio   AudioHealth
 	clock   clock.Clock
 	log     *slog.Logger
 	version string
@@ -193,7 +201,7 @@ func New(cfg Config) (*Station, error) {
 	s := &Station{
 		cfg: cfg.Config, phone: cfg.Phone, media: cfg.Media, mediaIP: cfg.MediaIP,
 		relays: cfg.Relays, leds: cfg.LEDs, buttons: cfg.Buttons, inputs: cfg.Inputs,
-		sim: cfg.SimPins, clock: cfg.Clock, log: cfg.Logger, version: cfg.Version,
+		sim: cfg.SimPins, audio: cfg.Audio, clock: cfg.Clock, log: cfg.Logger, version: cfg.Version,
 		bus: newBus(), metrics: &counters{}, loop: make(chan func(), 64),
 		done: make(chan struct{}), running: make(chan struct{}),
 	}

@@ -584,3 +584,30 @@ func rejectedCode(t *testing.T, c *fakeCall) int {
 		return 0
 	}
 }
+
+type fakeAudio struct{}
+
+func (fakeAudio) Stats() media.ResilientStats {
+	return media.ResilientStats{Xruns: 4, Failures: 3, Reopens: 2, Down: 1}
+}
+
+func TestStatusReportsAudioHealth(t *testing.T) {
+	h := newHarness(t, testYAML)
+	h.st.audio = fakeAudio{}
+	st, err := h.st.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Audio == nil || *st.Audio != (api.AudioStatus{Xruns: 4, Failures: 3, Reopens: 2, Down: 1}) {
+		t.Fatalf("audio status %+v", st.Audio)
+	}
+	var b strings.Builder
+	if err := h.st.WriteMetrics(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"intercom_audio_reopens_total 2\n", "intercom_audio_streams_down 1\n", "intercom_audio_xruns_total 4\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

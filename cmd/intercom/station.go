@@ -117,6 +117,14 @@ func runStation(path string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// A sound card that fails mid-call (an unplugged USB card) is reopened
+	// with back-off while the call goes on; file and null backends fail
+	// loudly instead, since their errors are configuration mistakes.
+	var health device.AudioHealth
+	if cfg.Audio.Backend == "portaudio" {
+		resilient := media.Resilient(backend, media.ResilientConfig{Logger: log.With("component", "audio")})
+		backend, health = resilient, resilient
+	}
 	micGain, err := dsp.NewGain(cfg.Audio.MicGainDB)
 	if err != nil {
 		return usageError{fmt.Errorf("audio.mic_gain_db: %w", err)}
@@ -137,7 +145,7 @@ func runStation(path string, stderr io.Writer) error {
 			Ptime: cfg.Audio.Ptime, MicGain: micGain, SpeakerGain: speakerGain, Logger: log.With("component", "media"),
 		},
 		MediaIP: listenIP(cfg.SIP.Listen),
-		Relays:  relays, LEDs: leds, Buttons: buttons, Inputs: inputs, SimPins: simPins,
+		Relays:  relays, LEDs: leds, Buttons: buttons, Inputs: inputs, SimPins: simPins, Audio: health,
 		Logger: log.With("component", "device"), Version: version,
 	})
 	if err != nil {

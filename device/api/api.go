@@ -49,6 +49,17 @@ type Status struct {
 	LEDs         map[string]string      `json:"leds"`
 	Door         DoorStatus             `json:"door"`
 	Media        *MediaStatus           `json:"media,omitempty"` // while a call's media runs
+	Audio        *AudioStatus           `json:"audio,omitempty"` // sound-card health, when it is watched
+}
+
+// AudioStatus counts sound-card trouble since start: overruns and
+// underruns, failed transfers or opens, and reopens after a failure; Down
+// is how many streams are waiting to be reopened now.
+type AudioStatus struct {
+	Xruns    uint64 `json:"xruns"`
+	Failures uint64 `json:"failures"`
+	Reopens  uint64 `json:"reopens"`
+	Down     int    `json:"down"`
 }
 
 // MediaStatus reports a call's audio: RTP counts, the jitter buffer, and
