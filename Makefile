@@ -50,8 +50,14 @@ e2e:
 test: export INTERCOM_E2E = 1
 test: deps vet unit e2e
 
-bench:
+# bench runs the micro-benchmarks, then the same G.711 call (BENCH_SECONDS
+# long) answered by the station and by baresip, side by side, and the
+# station's software-path latency (issue 3). Budgets print PASS or OVER.
+BENCH_SECONDS ?= 60
+
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./e2e/bench -intercom $(BIN) -seconds $(BENCH_SECONDS)
 
 clean:
 	rm -rf bin $(TONE)
