@@ -75,6 +75,8 @@ type Phone interface {
 type Media interface {
 	// Open binds a local RTP port for a call about to be set up.
 	Open(ip netip.Addr) (Stream, error)
+	// Announce plays a tone at the door for d, outside a call.
+	Announce(spec tone.Spec, d time.Duration)
 }
 
 // Stream is the media of one call.
@@ -428,6 +430,7 @@ func (s *Station) dialed(gen uint64, call Call, err error) {
 	if err != nil {
 		s.log.Info("call failed", "err", err)
 		s.endCall("no answer: "+err.Error(), false)
+		s.announceFailure(err)
 		return
 	}
 	s.call = call
@@ -660,6 +663,22 @@ func (s *Station) onDigit(gen uint64, d rune) {
 		s.metrics.add(&s.metrics.codesRejected)
 		s.emit("code_rejected", map[string]any{"reason": "locked out"})
 		s.tone(tone.Rejected())
+	}
+}
+
+// failureToneFor is how long the visitor hears why nobody answered.
+const failureToneFor = 3 * time.Second
+
+// announceFailure tells the visitor at the door that the flat is busy or
+// could not be reached; a call the station hung up itself stays silent.
+func (s *Station) announceFailure(err error) {
+	var se *sipagent.StatusError
+	switch {
+	case errors.Is(err, context.Canceled):
+	case errors.As(err, &se) && (se.Code == 486 || se.Code == 600 || se.Code == 603):
+		s.media.Announce(tone.Busy(), failureToneFor)
+	default:
+		s.media.Announce(tone.Unreachable(), failureToneFor)
 	}
 }
 

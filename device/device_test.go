@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -113,9 +114,23 @@ func (s *fakeStream) Run(ctx context.Context, _ sipagent.MediaAnswer, onDigit fu
 	return nil
 }
 
-type fakeMedia struct{ stream *fakeStream }
+type fakeMedia struct {
+	stream    *fakeStream
+	mu        sync.Mutex
+	announced []string
+}
 
 func (m *fakeMedia) Open(netip.Addr) (Stream, error) { return m.stream, nil }
+func (m *fakeMedia) Announce(spec tone.Spec, _ time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.announced = append(m.announced, spec.String())
+}
+func (m *fakeMedia) announcements() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.announced...)
+}
 
 type fakeRelay struct {
 	mu     sync.Mutex
@@ -158,6 +173,7 @@ type harness struct {
 	clock  *clocktest.Fake
 	phone  *fakePhone
 	stream *fakeStream
+	media  *fakeMedia
 	relay  *fakeRelay
 	led    *fakeLED
 	sip    chan any
@@ -194,8 +210,9 @@ func newHarness(t *testing.T, yaml string) *harness {
 		stream: &fakeStream{running: make(chan func(rune), 1)},
 		relay:  &fakeRelay{}, led: &fakeLED{}, sip: make(chan any),
 	}
+	h.media = &fakeMedia{stream: h.stream}
 	h.st, err = New(Config{
-		Config: cfg, Phone: h.phone, Media: &fakeMedia{h.stream},
+		Config: cfg, Phone: h.phone, Media: h.media,
 		Relays: map[string]Relay{"door": h.relay}, LEDs: map[string]LED{"status": h.led},
 		Buttons: map[string]Input{"bell": fakeInput{}}, Clock: h.clock,
 	})
@@ -482,16 +499,46 @@ func TestButtonWhileRingingCancelsTheDial(t *testing.T) {
 	}
 }
 
-func TestFailedDialReturnsToIdle(t *testing.T) {
+func TestFailedDialReturnsToIdleAndTellsTheVisitor(t *testing.T) {
+	tests := []struct {
+		err  error
+		want []string
+	}{
+		{&sipagent.StatusError{Target: "sip:201@pbx", Code: 486, Reason: "Busy Here"}, []string{tone.Busy().String()}},
+		{fmt.Errorf("dial: %w", &sipagent.StatusError{Code: 603, Reason: "Decline"}), []string{tone.Busy().String()}},
+		{&sipagent.StatusError{Code: 404, Reason: "Not Found"}, []string{tone.Unreachable().String()}},
+		{sipagent.ErrNoAnswer, []string{tone.Unreachable().String()}},
+	}
+	for _, tt := range tests {
+		h := newHarness(t, testYAML)
+		if err := h.st.PressButton(context.Background(), "bell"); err != nil {
+			t.Fatal(err)
+		}
+		<-h.phone.reqs
+		h.phone.results <- dialResult{err: tt.err}
+		h.expectEvent("hangup")
+		if got := h.callState(); got != "idle" {
+			t.Fatalf("%v: call state %q", tt.err, got)
+		}
+		if got := h.media.announcements(); !slices.Equal(got, tt.want) {
+			t.Errorf("%v: announced %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestVisitorHangingUpHearsNoFailureTone(t *testing.T) {
 	h := newHarness(t, testYAML)
 	if err := h.st.PressButton(context.Background(), "bell"); err != nil {
 		t.Fatal(err)
 	}
 	<-h.phone.reqs
-	h.phone.results <- dialResult{err: errors.New("486 Busy Here")}
+	if err := h.st.PressButton(context.Background(), "bell"); err != nil {
+		t.Fatal(err)
+	}
 	h.expectEvent("hangup")
-	if got := h.callState(); got != "idle" {
-		t.Fatalf("call state %q", got)
+	h.sync()
+	if got := h.media.announcements(); len(got) != 0 {
+		t.Fatalf("announced %q after the visitor cancelled", got)
 	}
 }
 

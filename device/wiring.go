@@ -78,7 +78,21 @@ type RTPMedia struct {
 	Ptime time.Duration
 	// MicGain and SpeakerGain apply audio.mic_gain_db and speaker_gain_db.
 	MicGain, SpeakerGain dsp.Gain
-	Logger               *slog.Logger
+	// Ringback is played at the door while the flat rings.
+	Ringback tone.Spec
+	// EchoSuppression attenuates the microphone while the far end talks.
+	EchoSuppression bool
+	Logger          *slog.Logger
+
+	local localPlayer
+}
+
+// Close stops a tone still playing outside a call.
+func (m *RTPMedia) Close() { m.local.stop() }
+
+// Announce plays a tone on the door's speaker for d, outside a call.
+func (m *RTPMedia) Announce(spec tone.Spec, d time.Duration) {
+	m.local.play(m, spec, d)
 }
 
 var _ Media = (*RTPMedia)(nil)
@@ -99,10 +113,9 @@ type rtpStream struct {
 	// sends, so that both sides hear a door-open confirmation.
 	speaker, far tone.Overlay
 
-	mu       sync.Mutex
-	stopRing context.CancelFunc
-	ringDone chan struct{}
-	sess     *media.Session
+	mu   sync.Mutex
+	rang bool // this stream started the ringback
+	sess *media.Session
 }
 
 func (s *rtpStream) LocalAddr() netip.AddrPort {
@@ -110,7 +123,12 @@ func (s *rtpStream) LocalAddr() netip.AddrPort {
 }
 
 func (s *rtpStream) Close() error {
-	s.stopRingback()
+	s.mu.Lock()
+	rang := s.rang
+	s.mu.Unlock()
+	if rang {
+		s.m.local.stop()
+	}
 	return s.closeConns()
 }
 
@@ -148,61 +166,14 @@ func (s *rtpStream) PlayTone(spec tone.Spec) error {
 // call is answered or the stream closed.
 func (s *rtpStream) StartRingback() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopRing != nil {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	s.stopRing, s.ringDone = cancel, done
-	go func() {
-		defer close(done)
-		if err := s.ringback(ctx); err != nil {
-			s.m.Logger.Warn("ringback", "err", err)
-		}
-	}()
-}
-
-// stopRingback ends the ringback and waits until its sink is closed, so
-// that the call's own sink never overlaps it.
-func (s *rtpStream) stopRingback() {
-	s.mu.Lock()
-	cancel, done := s.stopRing, s.ringDone
+	s.rang = true
 	s.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
-}
-
-func (s *rtpStream) ringback(ctx context.Context) error {
-	format, err := media.FormatForPtime(s.m.Ptime)
-	if err != nil {
-		return err
-	}
-	gen, err := tone.New(tone.Ringback())
-	if err != nil {
-		return err
-	}
-	sink, err := s.m.Backend.OpenSink(format)
-	if err != nil {
-		return fmt.Errorf("open audio output: %w", err)
-	}
-	frame := make([]int16, format.FrameSamples)
-	for ctx.Err() == nil {
-		_ = gen.Read(frame)
-		s.m.SpeakerGain.Apply(frame)
-		if err := sink.Write(frame); err != nil {
-			sink.Close()
-			return err
-		}
-	}
-	return sink.Close()
+	s.m.local.play(s.m, s.m.Ringback, 0)
 }
 
 // Run opens the sound devices for the duration of the call.
 func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit func(rune)) error {
-	s.stopRingback()
+	s.m.local.stop()
 	ptime := ans.Ptime
 	if ptime == 0 {
 		ptime = s.m.Ptime
@@ -218,6 +189,13 @@ func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit f
 		s.closeConns()
 		return fmt.Errorf("device: %w", err)
 	}
+	var echo *dsp.EchoSuppressor
+	if s.m.EchoSuppression {
+		if echo, err = dsp.NewEchoSuppressor(dsp.DefaultEchoConfig()); err != nil {
+			s.closeConns()
+			return fmt.Errorf("device: %w", err)
+		}
+	}
 	src, err := s.m.Backend.OpenSource(format)
 	if err != nil {
 		s.closeConns()
@@ -231,8 +209,8 @@ func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit f
 	}
 	sess, err := media.NewSession(media.SessionConfig{
 		Conn: s.conn, RTCPConn: s.rtcpConn, Remote: ans.Remote, Codec: codec, DTMFPayloadType: ans.DTMFPayloadType, Ptime: ptime,
-		Source: &micPath{Source: src, gain: s.m.MicGain, tones: &s.far},
-		Sink:   &speakerPath{Sink: sink, gain: s.m.SpeakerGain, tones: &s.speaker},
+		Source: &micPath{Source: src, gain: s.m.MicGain, tones: &s.far, echo: echo},
+		Sink:   &speakerPath{Sink: sink, gain: s.m.SpeakerGain, tones: &s.speaker, echo: echo},
 		Jitter: s.m.Jitter, OnDigit: onDigit, Logger: s.m.Logger,
 	})
 	if err != nil {
@@ -253,11 +231,15 @@ type micPath struct {
 	media.Source
 	gain  dsp.Gain
 	tones *tone.Overlay
+	echo  *dsp.EchoSuppressor // nil: off
 }
 
 func (m *micPath) Read(frame []int16) error {
 	if err := m.Source.Read(frame); err != nil {
 		return err
+	}
+	if m.echo != nil {
+		m.echo.Apply(frame)
 	}
 	m.gain.Apply(frame)
 	m.tones.Mix(frame)
@@ -270,10 +252,14 @@ type speakerPath struct {
 	media.Sink
 	gain  dsp.Gain
 	tones *tone.Overlay
+	echo  *dsp.EchoSuppressor // nil: off
 }
 
 func (p *speakerPath) Write(frame []int16) error {
 	p.tones.Mix(frame)
 	p.gain.Apply(frame)
+	if p.echo != nil {
+		p.echo.FarEnd(frame)
+	}
 	return p.Sink.Write(frame)
 }

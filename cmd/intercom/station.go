@@ -27,6 +27,7 @@ import (
 	"intercom/gpio/sim"
 	"intercom/media"
 	"intercom/media/dsp"
+	"intercom/media/tone"
 	"intercom/sipagent"
 )
 
@@ -133,17 +134,24 @@ func runStation(path string, stderr io.Writer) error {
 	if err != nil {
 		return usageError{fmt.Errorf("audio.speaker_gain_db: %w", err)}
 	}
+	ringback, err := tone.ParseCadence(cfg.Audio.Ringback)
+	if err != nil {
+		return usageError{fmt.Errorf("audio.ringback: %w", err)}
+	}
+	rtpMedia := &device.RTPMedia{
+		Backend: backend, Jitter: media.JitterConfig{Min: cfg.Audio.Jitter.Min, Max: cfg.Audio.Jitter.Max},
+		Ptime: cfg.Audio.Ptime, MicGain: micGain, SpeakerGain: speakerGain,
+		Ringback: ringback, EchoSuppression: cfg.Audio.EchoSuppression, Logger: log.With("component", "media"),
+	}
+	defer rtpMedia.Close()
 	var simPins device.SimPins
 	if pins.bank != nil {
 		simPins = pins
 	}
 	station, err := device.New(device.Config{
-		Config: cfg,
-		Phone:  device.SIPPhone{Agent: agent},
-		Media: &device.RTPMedia{
-			Backend: backend, Jitter: media.JitterConfig{Min: cfg.Audio.Jitter.Min, Max: cfg.Audio.Jitter.Max},
-			Ptime: cfg.Audio.Ptime, MicGain: micGain, SpeakerGain: speakerGain, Logger: log.With("component", "media"),
-		},
+		Config:  cfg,
+		Phone:   device.SIPPhone{Agent: agent},
+		Media:   rtpMedia,
 		MediaIP: listenIP(cfg.SIP.Listen),
 		Relays:  relays, LEDs: leds, Buttons: buttons, Inputs: inputs, SimPins: simPins, Audio: health,
 		Logger: log.With("component", "device"), Version: version,

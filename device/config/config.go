@@ -3,7 +3,11 @@
 // the line and the key path so that `intercom config check` can point at it.
 package config
 
-import "time"
+import (
+	"time"
+
+	"intercom/media/tone"
+)
 
 // Config is the whole configuration file. The yaml tags are the key names of
 // DESIGN §4 and are part of the product's contract.
@@ -138,6 +142,12 @@ type Audio struct {
 	Jitter        Jitter        `yaml:"jitter"`
 	MicGainDB     float64       `yaml:"mic_gain_db"`
 	SpeakerGainDB float64       `yaml:"speaker_gain_db"`
+	// Ringback is the tone the door plays while the flat rings, as a
+	// cadence such as "425@1s/4s" (FREQ[+FREQ]@ON/OFF, comma-separated steps).
+	Ringback string `yaml:"ringback"`
+	// EchoSuppression attenuates the microphone while the far end talks,
+	// for stations whose speaker and microphone sit close together.
+	EchoSuppression bool `yaml:"echo_suppression"`
 }
 
 // Jitter bounds the jitter buffer's delay.
@@ -182,12 +192,13 @@ func Default() *Config {
 			Lockout: Lockout{After: 3, For: 5 * time.Minute},
 		},
 		Audio: Audio{
-			Backend: "portaudio",
-			Input:   "default",
-			Output:  "default",
-			Codecs:  []string{"PCMU", "PCMA"},
-			Ptime:   20 * time.Millisecond,
-			Jitter:  Jitter{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+			Backend:  "portaudio",
+			Input:    "default",
+			Output:   "default",
+			Codecs:   []string{"PCMU", "PCMA"},
+			Ptime:    20 * time.Millisecond,
+			Jitter:   Jitter{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+			Ringback: tone.Ringback().String(),
 		},
 		API:          API{Listen: "127.0.0.1:8080"},
 		Provisioning: Provisioning{Interval: time.Hour},

@@ -111,6 +111,7 @@ func TestValidationErrors(t *testing.T) {
 		{"jitter max zero", "audio:\n  jitter: {min: 0s, max: 0s}\n", `t.yaml:2: audio.jitter.max: must be positive, got 0s`},
 		{"jitter min negative", "audio:\n  jitter: {min: -1ms}\n", `t.yaml:2: audio.jitter.min: must not be negative`},
 		{"gain", "audio:\n  mic_gain_db: 0\n  speaker_gain_db: 120\n", `t.yaml:3: audio.speaker_gain_db: must be between -60 and 40 dB, got 120`},
+		{"ringback", "audio:\n  ringback: 425@1s\n", `t.yaml:2: audio.ringback: tone: cadence`},
 		// api
 		{"api public without token", "api:\n  listen: 0.0.0.0:8080\n", `t.yaml:2: api.listen: "0.0.0.0:8080" is not a loopback address: set api.token`},
 		{"api all addresses without token", "api:\n  listen: ':8080'\n", `t.yaml:2: api.listen: ":8080" is not a loopback address`},
@@ -283,7 +284,7 @@ leds:
 		Door:   Door{DTMF: []string{"rfc4733", "sip_info"}, Lockout: Lockout{After: 3, For: 5 * time.Minute}},
 		Audio: Audio{
 			Backend: "portaudio", Input: "default", Output: "default", Codecs: []string{"PCMU", "PCMA"},
-			Ptime: 20 * time.Millisecond, Jitter: Jitter{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+			Ptime: 20 * time.Millisecond, Jitter: Jitter{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}, Ringback: "425@1s/4s",
 		},
 		API:          API{Listen: "127.0.0.1:8080"},
 		Provisioning: Provisioning{Interval: time.Hour},

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"intercom/media/tone"
 )
 
 // normalize fills in the defaults that depend on other values.
@@ -213,6 +215,9 @@ func (d *decoder) validateAudio(a *Audio) {
 	d.positive("audio.jitter.max", a.Jitter.Max)
 	if a.Jitter.Min > a.Jitter.Max && a.Jitter.Max > 0 {
 		d.errf("audio.jitter.min", "%v exceeds audio.jitter.max %v", a.Jitter.Min, a.Jitter.Max)
+	}
+	if _, err := tone.ParseCadence(a.Ringback); err != nil {
+		d.errf("audio.ringback", "%v", err)
 	}
 	// Beyond these bounds it is a typo, not a gain: it silences everything or
 	// drives the soft limiter flat (the bounds of media/dsp).
