@@ -54,7 +54,8 @@ func TestCallAcceptNegotiatesBothSides(t *testing.T) {
 	want := MediaAnswer{
 		Local:  netip.MustParseAddrPort("127.0.0.1:41000"),
 		Remote: netip.MustParseAddrPort("127.0.0.1:40000"),
-		Codec:  Codec{Name: "PCMA", PayloadType: 8}, DTMFPayloadType: 101, Ptime: 20 * time.Millisecond,
+		// The caller's offer lists PCMU first: its preference wins.
+		Codec: Codec{Name: "PCMU", PayloadType: 0}, DTMFPayloadType: 101, Ptime: 20 * time.Millisecond,
 	}
 	if got != want {
 		t.Errorf("callee media = %+v, want %+v", got, want)

@@ -264,18 +264,19 @@ func buildSDP(addr netip.AddrPort, codecs []Codec, dtmfPT uint8, ptime time.Dura
 	return sd.Marshal()
 }
 
-// answerFor picks the media for answering offer with our local preferences
-// (RFC 3264 section 6.1): our first codec that the offer contains, with the
-// offer's payload type, and telephone-event echoing the offer's type.
+// answerFor picks the media for answering offer (RFC 3264 section 6.1):
+// the offerer's first codec that we also allow, since the offer lists the
+// caller's preference, with the offer's payload type, and telephone-event
+// echoing the offer's type.
 func answerFor(offer remoteMedia, local MediaOffer) (MediaAnswer, error) {
 	codecs, err := normalizeCodecs(local.Codecs)
 	if err != nil {
 		return MediaAnswer{}, err
 	}
-	ans := MediaAnswer{Local: local.Addr, Remote: offer.addr, Ptime: offer.ptime}
+	ans := MediaAnswer{Local: local.Addr, Remote: offer.addr, Ptime: usablePtime(offer.ptime)}
 	found := false
-	for _, c := range codecs {
-		if oc, ok := offer.codec(c.Name); ok {
+	for _, oc := range offer.codecs {
+		if slices.ContainsFunc(codecs, func(c Codec) bool { return c.Name == oc.Name }) {
 			ans.Codec, found = oc, true
 			break
 		}
@@ -292,10 +293,20 @@ func answerFor(offer remoteMedia, local MediaOffer) (MediaAnswer, error) {
 	return ans, nil
 }
 
+// usablePtime honours a peer's a=ptime from 10 to 40 ms in 10 ms steps;
+// anything else (absent, 60 ms, 25 ms) falls back to the default, which
+// a=ptime allows since it is only a preference (RFC 4566 section 6).
+func usablePtime(p time.Duration) time.Duration {
+	if p < 10*time.Millisecond || p > 40*time.Millisecond || p%(10*time.Millisecond) != 0 {
+		return defaultPtime
+	}
+	return p
+}
+
 // answerFromPeer reads the answer to our offer: the first codec in the
 // answer that we offered, and its telephone-event type if we offered DTMF.
 func answerFromPeer(answer remoteMedia, offered []Codec, dtmf bool) (MediaAnswer, error) {
-	ans := MediaAnswer{Remote: answer.addr, Ptime: answer.ptime}
+	ans := MediaAnswer{Remote: answer.addr, Ptime: usablePtime(answer.ptime)}
 	found := false
 	for _, c := range answer.codecs {
 		if slices.ContainsFunc(offered, func(o Codec) bool { return o.Name == c.Name }) {

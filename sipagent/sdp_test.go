@@ -129,9 +129,24 @@ func TestAnswerFor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := MediaAnswer{Local: local.Addr, Remote: offerMedia.addr, Codec: Codec{"PCMA", 8}, DTMFPayloadType: 96, Ptime: 20 * time.Millisecond}
+	// The caller prefers PCMU; we allow both, so the caller's order wins.
+	want := MediaAnswer{Local: local.Addr, Remote: offerMedia.addr, Codec: Codec{"PCMU", 0}, DTMFPayloadType: 96, Ptime: 20 * time.Millisecond}
 	if got != want {
 		t.Errorf("got %+v, want %+v", got, want)
+	}
+	onlyPCMA := MediaOffer{Addr: local.Addr, Codecs: []Codec{{Name: "PCMA"}}}
+	if got, _ := answerFor(offerMedia, onlyPCMA); got.Codec != (Codec{"PCMA", 8}) {
+		t.Errorf("with only PCMA allowed: %+v", got)
+	}
+	for ptime, want := range map[time.Duration]time.Duration{
+		0: 20 * time.Millisecond, 10 * time.Millisecond: 10 * time.Millisecond, 30 * time.Millisecond: 30 * time.Millisecond,
+		40 * time.Millisecond: 40 * time.Millisecond, 60 * time.Millisecond: 20 * time.Millisecond, 25 * time.Millisecond: 20 * time.Millisecond,
+	} {
+		o := offerMedia
+		o.ptime = ptime
+		if got, _ := answerFor(o, local); got.Ptime != want {
+			t.Errorf("offer ptime %v: answered %v, want %v", ptime, got.Ptime, want)
+		}
 	}
 	local.DTMF = false
 	if got, _ := answerFor(offerMedia, local); got.DTMFPayloadType != 0 {
