@@ -391,11 +391,12 @@ func (s *Station) pressButton(name string) {
 }
 
 func (s *Station) dial(targets []string, parallel bool) {
-	stream, err := s.media.Open(s.mediaIP)
+	inner, err := s.media.Open(s.mediaIP)
 	if err != nil {
 		s.fail("open media", err)
 		return
 	}
+	stream := &earlyStream{Stream: inner}
 	gen := s.begin(stateCalling, stream, targets[0], true)
 	ctx, cancel := context.WithCancel(s.runCtx)
 	s.cancelCall = cancel
@@ -412,6 +413,9 @@ func (s *Station) dial(targets []string, parallel bool) {
 					s.emit("ringing", map[string]any{"direction": "outgoing", "remote": target})
 				}
 			})
+		},
+		OnEarlyMedia: func(target string, ans sipagent.MediaAnswer) {
+			s.post(func() { s.playEarly(gen, stream, target, ans) })
 		},
 	}
 	s.wg.Go(func() {
@@ -436,6 +440,34 @@ func (s *Station) dialed(gen uint64, call Call, err error) {
 	s.call = call
 	s.callRemote = call.Remote()
 	s.established(call.Media())
+}
+
+// playEarly plays an outgoing call's early media in place of the local
+// ringback; the stream's Run adopts or replaces it when the call is answered,
+// and endCall stops it when the call fails.
+func (s *Station) playEarly(gen uint64, stream *earlyStream, target string, ans sipagent.MediaAnswer) {
+	if gen != s.gen || s.state != stateCalling {
+		return
+	}
+	ctx, cancel := context.WithCancel(s.runCtx)
+	run := stream.playEarly(ctx, ans)
+	if run == nil {
+		cancel()
+		return
+	}
+	prev := s.cancelCall
+	s.cancelCall = func() { cancel(); prev() }
+	s.log.Info("early media", "remote", target, "media", ans.Remote, "codec", ans.Codec.Name)
+	s.wg.Go(func() {
+		if err := run(); err != nil {
+			s.post(func() {
+				if gen == s.gen && s.state == stateCalling {
+					s.fail("early media", err)
+					s.endCall("media failed", true)
+				}
+			})
+		}
+	})
 }
 
 func (s *Station) onIncoming(ev IncomingEvent) {

@@ -28,6 +28,14 @@ type DialRequest struct {
 	// OnRinging is called, on Dial's goroutine, when a target reports 180
 	// Ringing or 183 Session Progress.
 	OnRinging func(target string)
+	// OnEarlyMedia is called, on Dial's goroutine and after OnRinging, when
+	// a provisional response carries an SDP answer (early media, RFC 3960):
+	// ans is where that target plays its ringback or announcement. It is
+	// called at most once per ring group: with Parallel only for the first
+	// target that sends early media, sequentially once per target. The 2xx
+	// carries the authoritative answer (RFC 3261 section 13.2.1); it is
+	// normally the same, and the returned Call's Media is what counts.
+	OnEarlyMedia func(target string, ans MediaAnswer)
 }
 
 // ErrNoAnswer is returned by Dial when RingTimeout passed without an answer.
@@ -97,6 +105,13 @@ type attemptResult struct {
 	err  error
 }
 
+// progress is a provisional response worth reporting: ringing, or early
+// media when early is set.
+type progress struct {
+	target string
+	early  *MediaAnswer
+}
+
 // arbiter lets exactly one party settle a ring group: the first target to
 // answer, or Dial giving up.
 type arbiter struct {
@@ -122,7 +137,9 @@ func (a *Agent) ring(ctx context.Context, targets []*sip.Uri, req DialRequest, c
 	defer cancel()
 	arb := &arbiter{}
 	results := make(chan attemptResult, len(targets))
-	ringing := make(chan string, len(targets))
+	// Each attempt reports ringing and early media at most once, so it
+	// never blocks on a Dial that has returned.
+	ringing := make(chan progress, 2*len(targets))
 	var timedOut chan struct{}
 	if req.RingTimeout > 0 {
 		timedOut = make(chan struct{})
@@ -140,22 +157,33 @@ func (a *Agent) ring(ctx context.Context, targets []*sip.Uri, req DialRequest, c
 		return nil, errors.New("sipagent: dial: agent not running")
 	}
 	var errs []error
+	earlyUsed := false
+	report := func(p progress) {
+		switch {
+		case p.early == nil:
+			if req.OnRinging != nil {
+				req.OnRinging(p.target)
+			}
+		case !earlyUsed:
+			// Forked early media cannot all play at once; the first wins.
+			earlyUsed = true
+			if req.OnEarlyMedia != nil {
+				req.OnEarlyMedia(p.target, *p.early)
+			}
+		}
+	}
 	done := ctx.Done()
 	for pending := started; pending > 0; {
 		select {
-		case t := <-ringing:
-			if req.OnRinging != nil {
-				req.OnRinging(t)
-			}
+		case p := <-ringing:
+			report(p)
 		case r := <-results:
 			pending--
-			// An attempt reports ringing before its result; keep that order.
+			// An attempt reports progress before its result; keep that order.
 			for drained := false; !drained; {
 				select {
-				case t := <-ringing:
-					if req.OnRinging != nil {
-						req.OnRinging(t)
-					}
+				case p := <-ringing:
+					report(p)
 				default:
 					drained = true
 				}
@@ -191,7 +219,7 @@ func targetList(targets []*sip.Uri) string {
 }
 
 // attempt INVITEs one target and waits for its final response.
-func (a *Agent) attempt(ctx context.Context, target *sip.Uri, req DialRequest, codecs []Codec, arb *arbiter, ringing chan<- string) attemptResult {
+func (a *Agent) attempt(ctx context.Context, target *sip.Uri, req DialRequest, codecs []Codec, arb *arbiter, ringing chan<- progress) attemptResult {
 	name := target.String()
 	fail := func(err error) attemptResult {
 		return attemptResult{err: fmt.Errorf("%s: %w", name, err)}
@@ -228,12 +256,19 @@ func (a *Agent) attempt(ctx context.Context, target *sip.Uri, req DialRequest, c
 	if err != nil {
 		return fail(err)
 	}
-	rang := false
+	rang, early := false, false
 	err = cs.WaitAnswer(ctx, sipgo.AnswerOptions{
 		OnResponse: func(res *sip.Response) error {
 			if !rang && (res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress) {
 				rang = true
-				ringing <- name
+				ringing <- progress{target: name}
+			}
+			if !early && res.IsProvisional() {
+				if m, ok := a.earlyMedia(res, codecs, req.Media.DTMF); ok {
+					early = true
+					m.Local = local
+					ringing <- progress{target: name, early: &m}
+				}
 			}
 			return nil
 		},
@@ -285,6 +320,27 @@ func (a *Agent) attempt(ctx context.Context, target *sip.Uri, req DialRequest, c
 	}
 	a.log.Info("sipagent: call answered", "call", callID, "target", name, "media", media)
 	return attemptResult{call: c}
+}
+
+// earlyMedia reads the SDP answer of a provisional response, if it has a
+// usable one. A bad one is only logged: the 2xx must carry the answer
+// anyway (RFC 3261 section 13.2.1), and it is checked there.
+func (a *Agent) earlyMedia(res *sip.Response, codecs []Codec, dtmf bool) (MediaAnswer, bool) {
+	ct := res.ContentType()
+	if res.StatusCode == sip.StatusTrying || len(res.Body()) == 0 || ct == nil ||
+		!strings.EqualFold(strings.TrimSpace(strings.Split(ct.Value(), ";")[0]), "application/sdp") {
+		return MediaAnswer{}, false
+	}
+	rm, err := parseSDP(res.Body())
+	var m MediaAnswer
+	if err == nil {
+		m, err = answerFromPeer(rm, codecs, dtmf)
+	}
+	if err != nil {
+		a.log.Debug("sipagent: ignoring early media", "status", res.StatusCode, "err", err)
+		return MediaAnswer{}, false
+	}
+	return m, true
 }
 
 // drop ACKs an unwanted 2xx and hangs that dialog up.

@@ -93,14 +93,6 @@ type remoteMedia struct {
 	ptime  time.Duration
 }
 
-func (r remoteMedia) codec(name string) (Codec, bool) {
-	i := slices.IndexFunc(r.codecs, func(c Codec) bool { return c.Name == name })
-	if i < 0 {
-		return Codec{}, false
-	}
-	return r.codecs[i], true
-}
-
 // parseSDP extracts the first usable RTP/AVP audio stream (RFC 4566, RFC
 // 3264 section 5). Errors wrap errSDPSyntax or errSDPUnacceptable.
 func parseSDP(body []byte) (remoteMedia, error) {
