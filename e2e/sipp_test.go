@@ -186,14 +186,22 @@ func (c sippCall) run(t testing.TB) {
 // (testdata/uas_reject.xml.tmpl); it returns the host:port it listens on.
 func sippRejecter(t testing.TB, name, ip string, code int, reason string) (*sipp, string) {
 	t.Helper()
+	return sippCallee(t, name, ip, "testdata/uas_reject.xml.tmpl", map[string]any{"Expect": code, "Reason": reason})
+}
+
+// sippCallee starts a sipp callee on ip for one call, with the scenario
+// template tmplPath rendered with data; it returns the host:port it listens
+// on.
+func sippCallee(t testing.TB, name, ip, tmplPath string, data any) (*sipp, string) {
+	t.Helper()
 	requireTools(t, "sipp")
 	dir := filepath.Join(t.TempDir(), "sipp-"+name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	tmpl := template.Must(template.ParseFiles("testdata/uas_reject.xml.tmpl"))
+	tmpl := template.Must(template.ParseFiles(tmplPath))
 	var out bytes.Buffer
-	if err := tmpl.Execute(&out, map[string]any{"Expect": code, "Reason": reason}); err != nil {
+	if err := tmpl.Execute(&out, data); err != nil {
 		t.Fatal(err)
 	}
 	xml := filepath.Join(dir, name+".xml")
