@@ -240,6 +240,37 @@ func TestFileSourceLoops(t *testing.T) {
 	}
 }
 
+// TestFileSourceReadsAhead reads a file longer than the read-ahead across
+// refills and the loop back to its start.
+func TestFileSourceReadsAhead(t *testing.T) {
+	clk := clocktest.New(epoch)
+	advance(t, clk, 20*time.Millisecond)
+	in := make([]int16, readAhead*3/4+3) // 1.5 reads, and an odd frame count
+	for i := range in {
+		in[i] = int16(i)
+	}
+	b, err := NewBackend("file", BackendConfig{Input: writeWAV(t, in), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := b.OpenSource(fmt20ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	frame := make([]int16, 160)
+	for n := range 2 * len(in) / 160 {
+		if err := src.Read(frame); err != nil {
+			t.Fatal(err)
+		}
+		for j, v := range frame {
+			if want := in[(n*160+j)%len(in)]; v != want {
+				t.Fatalf("frame %d sample %d = %d, want %d", n, j, v, want)
+			}
+		}
+	}
+}
+
 func TestFileSinkRoundTrip(t *testing.T) {
 	clk := clocktest.New(epoch)
 	advance(t, clk, 10*time.Millisecond)

@@ -64,13 +64,14 @@ func (b *fileBackend) OpenSource(f Format) (Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	size := info.DataSize &^ 1
 	return &fileSource{
-		f:    file,
-		path: b.cfg.Input,
-		off:  info.DataOffset,
-		size: info.DataSize &^ 1,
-		p:    newPacer(b.cfg.Clock, f.SampleRate),
-		buf:  make([]byte, 2*f.FrameSamples),
+		f:     file,
+		path:  b.cfg.Input,
+		off:   info.DataOffset,
+		size:  size,
+		p:     newPacer(b.cfg.Clock, f.SampleRate),
+		ahead: make([]byte, 0, min(size, readAhead)),
 	}, nil
 }
 
@@ -88,15 +89,21 @@ func (b *fileBackend) OpenSink(f Format) (Sink, error) {
 	return &fileSink{w: w, rate: int64(f.SampleRate), p: newPacer(b.cfg.Clock, f.SampleRate)}, nil
 }
 
+// readAhead is how many sample bytes fileSource reads at a time: a second
+// of 8 kHz audio, so that it reads the file once a second rather than once
+// a frame.
+const readAhead = 16000
+
 // fileSource reads a WAV file's samples in a loop.
 type fileSource struct {
-	f    *os.File
-	path string
-	off  int64 // first sample byte
-	size int64 // sample bytes, even
-	pos  int64 // next byte to read, relative to off
-	p    *pacer
-	buf  []byte
+	f     *os.File
+	path  string
+	off   int64 // first sample byte
+	size  int64 // sample bytes, even
+	pos   int64 // next byte to read from the file, relative to off
+	p     *pacer
+	ahead []byte // bytes read from the file and not yet returned, from next
+	next  int
 }
 
 var _ Source = (*fileSource)(nil)
@@ -105,24 +112,35 @@ func (s *fileSource) Read(frame []int16) error {
 	if err := s.p.wait(len(frame)); err != nil {
 		return err
 	}
-	if cap(s.buf) < 2*len(frame) {
-		s.buf = make([]byte, 2*len(frame))
-	}
-	b := s.buf[:2*len(frame)]
-	for filled := 0; filled < len(b); {
-		n := int(min(int64(len(b)-filled), s.size-s.pos))
-		if _, err := s.f.ReadAt(b[filled:filled+n], s.off+s.pos); err != nil {
-			if s.p.isClosed() {
-				return ErrClosed
+	for i := 0; i < len(frame); {
+		if s.next == len(s.ahead) {
+			if err := s.fill(); err != nil {
+				return err
 			}
-			return fmt.Errorf("media: read %s: %w", s.path, err)
 		}
-		filled += n
-		s.pos = (s.pos + int64(n)) % s.size
+		n := min(len(frame)-i, (len(s.ahead)-s.next)/2)
+		for j := range n {
+			frame[i+j] = int16(binary.LittleEndian.Uint16(s.ahead[s.next+2*j:]))
+		}
+		i += n
+		s.next += 2 * n
 	}
-	for i := range frame {
-		frame[i] = int16(binary.LittleEndian.Uint16(b[2*i:]))
+	return nil
+}
+
+// fill reads the next bytes of the file into ahead, up to the end of the
+// samples: the loop starts again at the next fill.
+func (s *fileSource) fill() error {
+	n := min(int64(cap(s.ahead)), s.size-s.pos)
+	s.ahead, s.next = s.ahead[:n], 0
+	if _, err := s.f.ReadAt(s.ahead, s.off+s.pos); err != nil {
+		s.ahead = s.ahead[:0]
+		if s.p.isClosed() {
+			return ErrClosed
+		}
+		return fmt.Errorf("media: read %s: %w", s.path, err)
 	}
+	s.pos = (s.pos + n) % s.size
 	return nil
 }
 

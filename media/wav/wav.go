@@ -170,13 +170,18 @@ func ReadFile(path string) ([]int16, int, error) {
 // headerSize is the size of the canonical header Writer emits.
 const headerSize = 44
 
-// Writer writes a mono 16-bit PCM file. The header's sizes are only correct
-// after Sync or Close.
+// bufferSize is how many sample bytes Writer gathers before it writes
+// them: a second of 8 kHz audio and more, so that a recording refreshed
+// once a second costs one write a second rather than one per frame.
+const bufferSize = 32 << 10
+
+// Writer writes a mono 16-bit PCM file. Samples reach the file when its
+// buffer fills, and the header's sizes are correct, after Sync or Close.
 type Writer struct {
 	f     *os.File
 	rate  int
-	bytes int64 // sample bytes written
-	buf   []byte
+	bytes int64  // sample bytes written to the file
+	buf   []byte // sample bytes not written yet
 }
 
 // Create truncates or creates path and writes a header for an empty file.
@@ -188,7 +193,7 @@ func Create(path string, rate int) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wav: %w", err)
 	}
-	w := &Writer{f: f, rate: rate}
+	w := &Writer{f: f, rate: rate, buf: make([]byte, 0, bufferSize)}
 	if err := w.writeHeader(); err != nil {
 		f.Close()
 		return nil, err
@@ -202,31 +207,57 @@ func Create(path string, rate int) (*Writer, error) {
 
 // Write appends samples.
 func (w *Writer) Write(samples []int16) error {
-	if cap(w.buf) < 2*len(samples) {
-		w.buf = make([]byte, 2*len(samples))
+	for len(samples) > 0 {
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(); err != nil {
+				return err
+			}
+		}
+		n := min(len(samples), (cap(w.buf)-len(w.buf))/2)
+		b := w.buf[len(w.buf) : len(w.buf)+2*n]
+		for i, s := range samples[:n] {
+			binary.LittleEndian.PutUint16(b[2*i:], uint16(s))
+		}
+		w.buf = w.buf[:len(w.buf)+2*n]
+		samples = samples[n:]
 	}
-	b := w.buf[:2*len(samples)]
-	for i, s := range samples {
-		binary.LittleEndian.PutUint16(b[2*i:], uint16(s))
+	return nil
+}
+
+// flush writes the buffered samples. Bytes a failed write did not take
+// are dropped, so that the header never counts what is not in the file.
+func (w *Writer) flush() error {
+	if len(w.buf) == 0 {
+		return nil
 	}
-	n, err := w.f.Write(b)
+	n, err := w.f.Write(w.buf)
 	w.bytes += int64(n)
+	w.buf = w.buf[:0]
 	if err != nil {
 		return fmt.Errorf("wav: write: %w", err)
 	}
 	return nil
 }
 
-// Samples returns how many samples have been written.
-func (w *Writer) Samples() int64 { return w.bytes / 2 }
+// Samples returns how many samples have been written, buffered or not.
+func (w *Writer) Samples() int64 { return (w.bytes + int64(len(w.buf))) / 2 }
 
-// Sync rewrites the header's sizes so that a reader sees every sample
-// written so far.
-func (w *Writer) Sync() error { return w.writeHeader() }
+// Sync writes the buffered samples and rewrites the header's sizes, so
+// that a reader sees every sample written so far.
+func (w *Writer) Sync() error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	return w.writeHeader()
+}
 
-// Close rewrites the header and closes the file.
+// Close writes the buffered samples, rewrites the header and closes the
+// file.
 func (w *Writer) Close() error {
-	err := w.writeHeader()
+	err := w.flush()
+	if herr := w.writeHeader(); err == nil {
+		err = herr
+	}
 	if cerr := w.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("wav: close: %w", cerr)
 	}

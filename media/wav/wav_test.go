@@ -156,6 +156,57 @@ func TestWriterRoundTrip(t *testing.T) {
 	}
 }
 
+// TestWriterBuffers checks that samples reach the file in one write when
+// the buffer fills or at Sync, not one write per call, and that a Write
+// larger than the buffer keeps every sample in order.
+func TestWriterBuffers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.wav")
+	w, err := Create(path, 8000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := func() int64 {
+		t.Helper()
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	frame := make([]int16, 160)
+	if err := w.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	if got := size(); got != headerSize || w.Samples() != 160 {
+		t.Fatalf("after a frame: file of %d bytes, Samples %d; want %d bytes, 160", got, w.Samples(), headerSize)
+	}
+	in := make([]int16, bufferSize) // twice the buffer, in bytes
+	for i := range in {
+		in[i] = int16(i)
+	}
+	if err := w.Write(in); err != nil {
+		t.Fatal(err)
+	}
+	// Two full buffers went out; the rest waits for Sync.
+	if got, want := size(), int64(headerSize+2*bufferSize); got != want {
+		t.Fatalf("after a large write: file of %d bytes, want %d", got, want)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	want := append(slices.Clone(frame), in...)
+	got, _, err := ReadFile(path)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("after Sync: %d samples, %v; want %d", len(got), err, len(want))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := size(); got != int64(headerSize+2*len(want)) {
+		t.Fatalf("after Close: file of %d bytes, want %d", got, headerSize+2*len(want))
+	}
+}
+
 func TestReadFileStereoTakesFirstChannel(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "st.wav")
 	data := riff(chunk("fmt ", fmtBody(1, 2, 16000, 16)), chunk("data", []byte{1, 0, 9, 9, 2, 0, 9, 9}))
