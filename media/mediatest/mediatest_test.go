@@ -17,26 +17,6 @@ func sine(freq, amp float64, n int) []int16 {
 	return out
 }
 
-func TestGoertzel(t *testing.T) {
-	tone := sine(440, 0.5, 8000)
-	for _, tc := range []struct {
-		samples  []int16
-		freq     float64
-		min, max float64
-	}{
-		{tone, 440, 0.48, 0.52},
-		{tone, 1000, 0, 0.01},
-		{tone, 480, 0, 0.01},
-		{sine(440, 1, 800), 440, 0.95, 1.05},
-		{make([]int16, 800), 440, 0, 0},
-		{nil, 440, 0, 0},
-	} {
-		if got := Goertzel(tc.samples, 8000, tc.freq); got < tc.min || got > tc.max {
-			t.Errorf("Goertzel(%d samples, %v Hz) = %.4f, want %.2f..%.2f", len(tc.samples), tc.freq, got, tc.min, tc.max)
-		}
-	}
-}
-
 func TestReadWAV(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "t.wav")
 	w, err := wav.Create(path, 8000)
