@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -156,8 +157,6 @@ type counters struct {
 	callsOut, callsIn, callsRefused, doorsOpened, codesRejected, lockouts, registrations atomic.Uint64
 }
 
-func (c *counters) add(v *atomic.Uint64) { v.Add(1) }
-
 // WriteMetrics writes the Prometheus text exposition.
 func (s *Station) WriteMetrics(ctx context.Context, w io.Writer) error {
 	st, err := s.Status(ctx)
@@ -165,23 +164,46 @@ func (s *Station) WriteMetrics(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	m := s.metrics
-	lines := []struct {
-		name, help, typ string
-		value           uint64
-	}{
-		{"intercom_calls_outgoing_total", "Calls placed by the station.", "counter", m.callsOut.Load()},
-		{"intercom_calls_incoming_total", "Calls answered by the station.", "counter", m.callsIn.Load()},
-		{"intercom_calls_refused_total", "Incoming calls refused by the allow-list.", "counter", m.callsRefused.Load()},
-		{"intercom_door_opened_total", "Relay pulses that opened a door.", "counter", m.doorsOpened.Load()},
-		{"intercom_codes_rejected_total", "Door code attempts rejected.", "counter", m.codesRejected.Load()},
-		{"intercom_lockouts_total", "Door code lockouts started.", "counter", m.lockouts.Load()},
-		{"intercom_registrations_total", "Successful SIP registrations after being unregistered.", "counter", m.registrations.Load()},
-		{"intercom_registered", "1 while registered (or peer-to-peer), else 0.", "gauge", b2u(st.Registration.State == "registered" || st.Registration.State == "disabled")},
-		{"intercom_call_active", "1 while a call is up.", "gauge", b2u(st.Call.State == "active")},
-		{"intercom_events_dropped_total", "Events dropped for slow subscribers.", "counter", s.bus.dropped.Load()},
+	ms := []metric{
+		{"intercom_calls_outgoing_total", "Calls placed by the station.", "counter", float64(m.callsOut.Load())},
+		{"intercom_calls_incoming_total", "Calls answered by the station.", "counter", float64(m.callsIn.Load())},
+		{"intercom_calls_refused_total", "Incoming calls refused by the allow-list.", "counter", float64(m.callsRefused.Load())},
+		{"intercom_door_opened_total", "Relay pulses that opened a door.", "counter", float64(m.doorsOpened.Load())},
+		{"intercom_codes_rejected_total", "Door code attempts rejected.", "counter", float64(m.codesRejected.Load())},
+		{"intercom_lockouts_total", "Door code lockouts started.", "counter", float64(m.lockouts.Load())},
+		{"intercom_registrations_total", "Successful SIP registrations after being unregistered.", "counter", float64(m.registrations.Load())},
+		{"intercom_registered", "1 while registered (or peer-to-peer), else 0.", "gauge", b2f(st.Registration.State == "registered" || st.Registration.State == "disabled")},
+		{"intercom_call_active", "1 while a call is up.", "gauge", b2f(st.Call.State == "active")},
+		{"intercom_events_dropped_total", "Events dropped for slow subscribers.", "counter", float64(s.bus.dropped.Load())},
 	}
-	for _, l := range lines {
-		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", l.name, l.help, l.name, l.typ, l.name, l.value); err != nil {
+	if a := st.Audio; a != nil {
+		ms = append(ms,
+			metric{"intercom_audio_xruns_total", "Sound-card overruns and underruns.", "counter", float64(a.Xruns)},
+			metric{"intercom_audio_failures_total", "Failed sound-card transfers, opens and reopen attempts.", "counter", float64(a.Failures)},
+			metric{"intercom_audio_reopens_total", "Sound-card streams reopened after a failure.", "counter", float64(a.Reopens)},
+			metric{"intercom_audio_streams_down", "Sound-card streams waiting to be reopened.", "gauge", float64(a.Down)},
+		)
+	}
+	// A call's counters start from zero with each call, which Prometheus
+	// reads as a reset.
+	if c := st.Media; c != nil {
+		ms = append(ms,
+			metric{"intercom_rtp_packets_sent_total", "RTP packets sent in the current call.", "counter", float64(c.PacketsSent)},
+			metric{"intercom_rtp_packets_received_total", "RTP packets received in the current call.", "counter", float64(c.PacketsReceived)},
+			metric{"intercom_rtp_packets_lost_total", "RTP packets lost on the way to the station in the current call (RFC 3550 A.3).", "counter", float64(max(c.Lost, 0))},
+			metric{"intercom_rtp_frames_concealed_total", "Audio frames played without a packet in the current call.", "counter", float64(c.Concealed)},
+			metric{"intercom_rtcp_packets_sent_total", "RTCP packets sent in the current call.", "counter", float64(c.RTCPSent)},
+			metric{"intercom_rtcp_packets_received_total", "RTCP packets received in the current call.", "counter", float64(c.RTCPReceived)},
+			metric{"intercom_rtp_loss_fraction", "Fraction of incoming RTP lost in the last RTCP interval.", "gauge", c.LossFraction},
+			metric{"intercom_rtp_jitter_seconds", "Interarrival jitter of incoming RTP (RFC 3550 6.4.1).", "gauge", c.JitterMS / 1000},
+			metric{"intercom_jitter_buffer_target_seconds", "Delay the jitter buffer aims for.", "gauge", c.JitterTargetMS / 1000},
+			metric{"intercom_rtcp_rtt_seconds", "Round-trip time measured with RTCP; 0 until known.", "gauge", c.RTTMS / 1000},
+			metric{"intercom_rtcp_remote_loss_fraction", "Fraction of our RTP lost, as the far end reports it.", "gauge", c.RemoteLossFraction},
+			metric{"intercom_rtcp_remote_jitter_seconds", "Jitter of our RTP, as the far end reports it.", "gauge", c.RemoteJitterMS / 1000},
+		)
+	}
+	for _, l := range ms {
+		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", l.name, l.help, l.name, l.typ, l.name, formatValue(l.value)); err != nil {
 			return err
 		}
 	}
@@ -196,62 +218,22 @@ func (s *Station) WriteMetrics(ctx context.Context, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "# HELP intercom_relay_active 1 while the relay is energised.\n# TYPE intercom_relay_active gauge\n")
 	for _, n := range names {
-		_, err = fmt.Fprintf(w, "intercom_relay_active{relay=%q} %d\n", n, b2u(st.Relays[n].Active))
+		_, err = fmt.Fprintf(w, "intercom_relay_active{relay=%q} %s\n", n, formatValue(b2f(st.Relays[n].Active)))
 	}
-	if err == nil && st.Audio != nil {
-		err = writeAudioMetrics(w, st.Audio)
-	}
-	if err != nil || st.Media == nil {
-		return err
-	}
-	return writeMediaMetrics(w, st.Media)
+	return err
 }
 
-func writeAudioMetrics(w io.Writer, a *api.AudioStatus) error {
-	for _, l := range []struct {
-		name, help, typ string
-		value           uint64
-	}{
-		{"intercom_audio_xruns_total", "Sound-card overruns and underruns.", "counter", a.Xruns},
-		{"intercom_audio_failures_total", "Failed sound-card transfers, opens and reopen attempts.", "counter", a.Failures},
-		{"intercom_audio_reopens_total", "Sound-card streams reopened after a failure.", "counter", a.Reopens},
-		{"intercom_audio_streams_down", "Sound-card streams waiting to be reopened.", "gauge", uint64(a.Down)},
-	} {
-		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", l.name, l.help, l.name, l.typ, l.name, l.value); err != nil {
-			return err
-		}
-	}
-	return nil
+// metric is one unlabelled line of the exposition.
+type metric struct {
+	name, help, typ string
+	value           float64
 }
 
-// writeMediaMetrics writes the running call's audio figures. The counters
-// start from zero with each call, which Prometheus reads as a reset.
-func writeMediaMetrics(w io.Writer, ms *api.MediaStatus) error {
-	for _, l := range []struct {
-		name, help, typ string
-		value           float64
-	}{
-		{"intercom_rtp_packets_sent_total", "RTP packets sent in the current call.", "counter", float64(ms.PacketsSent)},
-		{"intercom_rtp_packets_received_total", "RTP packets received in the current call.", "counter", float64(ms.PacketsReceived)},
-		{"intercom_rtp_packets_lost_total", "RTP packets lost on the way to the station in the current call (RFC 3550 A.3).", "counter", float64(max(ms.Lost, 0))},
-		{"intercom_rtp_frames_concealed_total", "Audio frames played without a packet in the current call.", "counter", float64(ms.Concealed)},
-		{"intercom_rtcp_packets_sent_total", "RTCP packets sent in the current call.", "counter", float64(ms.RTCPSent)},
-		{"intercom_rtcp_packets_received_total", "RTCP packets received in the current call.", "counter", float64(ms.RTCPReceived)},
-		{"intercom_rtp_loss_fraction", "Fraction of incoming RTP lost in the last RTCP interval.", "gauge", ms.LossFraction},
-		{"intercom_rtp_jitter_seconds", "Interarrival jitter of incoming RTP (RFC 3550 6.4.1).", "gauge", ms.JitterMS / 1000},
-		{"intercom_jitter_buffer_target_seconds", "Delay the jitter buffer aims for.", "gauge", ms.JitterTargetMS / 1000},
-		{"intercom_rtcp_rtt_seconds", "Round-trip time measured with RTCP; 0 until known.", "gauge", ms.RTTMS / 1000},
-		{"intercom_rtcp_remote_loss_fraction", "Fraction of our RTP lost, as the far end reports it.", "gauge", ms.RemoteLossFraction},
-		{"intercom_rtcp_remote_jitter_seconds", "Jitter of our RTP, as the far end reports it.", "gauge", ms.RemoteJitterMS / 1000},
-	} {
-		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %g\n", l.name, l.help, l.name, l.typ, l.name, l.value); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// formatValue writes counters as plain integers and gauges in the shortest
+// decimal form, never in exponent notation.
+func formatValue(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
-func b2u(b bool) uint64 {
+func b2f(b bool) float64 {
 	if b {
 		return 1
 	}

@@ -362,7 +362,7 @@ func (s *Station) onRegistration(ev RegistrationEvent) {
 	s.reg = ev
 	switch {
 	case ev.State == "registered" && was != "registered":
-		s.metrics.add(&s.metrics.registrations)
+		s.metrics.registrations.Add(1)
 		s.emit("registered", map[string]any{"registrar": ev.Registrar})
 	case ev.State != "registered" && was == "registered":
 		data := map[string]any{"registrar": ev.Registrar}
@@ -400,7 +400,7 @@ func (s *Station) dial(targets []string, parallel bool) {
 	gen := s.begin(stateCalling, stream, targets[0], true)
 	ctx, cancel := context.WithCancel(s.runCtx)
 	s.cancelCall = cancel
-	s.metrics.add(&s.metrics.callsOut)
+	s.metrics.callsOut.Add(1)
 	req := sipagent.DialRequest{
 		Targets:     targets,
 		Parallel:    parallel,
@@ -477,7 +477,7 @@ func (s *Station) onIncoming(ev IncomingEvent) {
 		s.rejectAsync(call, 486, "Busy Here")
 		return
 	case !s.allowed(ev):
-		s.metrics.add(&s.metrics.callsRefused)
+		s.metrics.callsRefused.Add(1)
 		s.log.Info("refused call from caller not on the allow-list", "from", ev.From, "source", ev.Source)
 		s.rejectAsync(call, 403, "Forbidden")
 		return
@@ -490,7 +490,7 @@ func (s *Station) onIncoming(ev IncomingEvent) {
 	}
 	gen := s.begin(stateRinging, stream, ev.From, false)
 	s.call = call
-	s.metrics.add(&s.metrics.callsIn)
+	s.metrics.callsIn.Add(1)
 	s.emit("ringing", map[string]any{"direction": "incoming", "remote": ev.From})
 	ctx, cancel := context.WithCancel(s.runCtx)
 	s.cancelCall = cancel
@@ -680,19 +680,19 @@ func (s *Station) onDigit(gen uint64, d rune) {
 			s.after(d, gen, func() { s.endCall("door opened", true) })
 		}
 	case rejected:
-		s.metrics.add(&s.metrics.codesRejected)
+		s.metrics.codesRejected.Add(1)
 		s.log.Info("wrong door code")
 		s.emit("code_rejected", map[string]any{"reason": "wrong code"})
 		s.tone(tone.Rejected())
 	case lockedOut:
-		s.metrics.add(&s.metrics.codesRejected)
-		s.metrics.add(&s.metrics.lockouts)
+		s.metrics.codesRejected.Add(1)
+		s.metrics.lockouts.Add(1)
 		s.log.Warn("door code lockout", "for", s.cfg.Door.Lockout.For)
 		s.emit("code_rejected", map[string]any{"reason": "wrong code"})
 		s.emit("lockout", map[string]any{"for": s.cfg.Door.Lockout.For.String()})
 		s.tone(tone.Rejected())
 	case whileLocked:
-		s.metrics.add(&s.metrics.codesRejected)
+		s.metrics.codesRejected.Add(1)
 		s.emit("code_rejected", map[string]any{"reason": "locked out"})
 		s.tone(tone.Rejected())
 	}
@@ -736,7 +736,7 @@ func (s *Station) openDoor(name string, d time.Duration, source string) error {
 	if err := r.Pulse(d); err != nil {
 		return fmt.Errorf("device: pulse relay %q: %w", name, err)
 	}
-	s.metrics.add(&s.metrics.doorsOpened)
+	s.metrics.doorsOpened.Add(1)
 	s.emit("door_opened", map[string]any{"relay": name, "source": source})
 	s.doorOpenTill = s.clock.Now().Add(d)
 	if s.doorTimer != nil {

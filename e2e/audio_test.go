@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"intercom/media/measure"
+	"intercom/media/wav"
 	"testing"
-
-	"intercom/media/mediatest"
 )
 
 // Tone checks: a tone counts as heard when its Goertzel amplitude is above
@@ -17,14 +17,14 @@ const (
 
 // toneLevels returns the Goertzel amplitudes of freq and other in a WAV.
 func toneLevels(path string, freq, other float64) (level, ref float64, err error) {
-	samples, rate, err := mediatest.ReadWAV(path)
+	samples, rate, err := wav.ReadFile(path)
 	if err != nil {
 		return 0, 0, err
 	}
 	if len(samples) < rate/2 {
 		return 0, 0, fmt.Errorf("%s: only %d samples", path, len(samples))
 	}
-	return mediatest.Goertzel(samples, float64(rate), freq), mediatest.Goertzel(samples, float64(rate), other), nil
+	return measure.Goertzel(samples, float64(rate), freq), measure.Goertzel(samples, float64(rate), other), nil
 }
 
 // heardTone is a condition: the WAV at path carries freq, clearly above

@@ -24,7 +24,7 @@ import (
 	"github.com/zaf/g711"
 
 	"intercom/media/measure"
-	"intercom/media/mediatest"
+	"intercom/media/wav"
 )
 
 // speechPcap is the capture that ships with sipp: 7 s of speech as PCMA
@@ -96,7 +96,7 @@ func TestEarlyMediaReplacesRingback(t *testing.T) {
 		if s := st.Status(t); s.Call.State != "calling" {
 			break
 		}
-		samples, rate, err := mediatest.ReadWAV(st.Output)
+		samples, rate, err := wav.ReadFile(st.Output)
 		if err != nil { // not written yet, or caught between truncation and header
 			time.Sleep(pollInterval)
 			continue
@@ -152,7 +152,7 @@ func TestRingbackUntilAnswer(t *testing.T) {
 	pressBell(t, st)
 	st.Events.waitFor(t, ms, "ringing", 5*time.Second)
 	eventually(t, 3*time.Second, "ringback at the door while the flat rings", func() error {
-		samples, rate, err := mediatest.ReadWAV(st.Output)
+		samples, rate, err := wav.ReadFile(st.Output)
 		if err != nil {
 			return err
 		}
@@ -210,7 +210,7 @@ func TestBusyToneAfterRejectedCall(t *testing.T) {
 	// The busy tone lasts a few seconds; its header is complete at close.
 	var last error
 	err := poll(10*time.Second, func() error {
-		samples, rate, err := mediatest.ReadWAV(st.Output)
+		samples, rate, err := wav.ReadFile(st.Output)
 		if err == nil {
 			err = busyCadence(samples, rate)
 		}
@@ -333,7 +333,7 @@ func heardPackets(samples []int16, packets [][]int16) int {
 // readRecording reads a finished recording.
 func readRecording(t *testing.T, path string) ([]int16, int) {
 	t.Helper()
-	samples, rate, err := mediatest.ReadWAV(path)
+	samples, rate, err := wav.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"intercom/media/measure"
 	"intercom/media/mediatest"
 )
 
@@ -144,7 +145,7 @@ func samplesTone(samples []int16, freq, other float64) error {
 	if len(samples) < 4000 {
 		return fmt.Errorf("only %d samples", len(samples))
 	}
-	level, ref := mediatest.Goertzel(samples, 8000, freq), mediatest.Goertzel(samples, 8000, other)
+	level, ref := measure.Goertzel(samples, 8000, freq), measure.Goertzel(samples, 8000, other)
 	if level < minToneLevel || level < toneContrast*ref {
 		return fmt.Errorf("%.0f Hz at %.4f of full scale, %.0f Hz at %.4f; want at least %.2f and %.0fx",
 			freq, level, other, ref, minToneLevel, toneContrast)

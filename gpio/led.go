@@ -2,7 +2,6 @@ package gpio
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -87,7 +86,7 @@ func NewLED(cfg LEDConfig) (*LED, error) {
 		cfg.Clock = clock.Real{}
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	l := &LED{
 		name:      cfg.Name,

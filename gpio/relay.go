@@ -3,7 +3,6 @@ package gpio
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -65,7 +64,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		cfg.Clock = clock.Real{}
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Relay{
 		name:      cfg.Name,

@@ -3,7 +3,6 @@ package media
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -73,7 +72,7 @@ type BackendConfig struct {
 
 func (c BackendConfig) withDefaults() BackendConfig {
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}

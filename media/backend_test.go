@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"intercom/internal/clock/clocktest"
-	"intercom/media/mediatest"
+	"intercom/media/measure"
 	"intercom/media/wav"
 )
 
@@ -300,7 +300,7 @@ func TestFileSinkRoundTrip(t *testing.T) {
 		if i == 50 {
 			// During the call a reader already sees a valid file with
 			// the first second of audio.
-			got, rate, err := mediatest.ReadWAV(out)
+			got, rate, err := wav.ReadFile(out)
 			if err != nil || rate != 8000 || len(got) != 8000 || !slices.Equal(got, want[:8000]) {
 				t.Fatalf("mid-call read: %d samples at %d Hz, %v", len(got), rate, err)
 			}
@@ -309,7 +309,7 @@ func TestFileSinkRoundTrip(t *testing.T) {
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
 	}
-	got, rate, err := mediatest.ReadWAV(out)
+	got, rate, err := wav.ReadFile(out)
 	if err != nil || rate != 8000 || !slices.Equal(got, want) {
 		t.Fatalf("read %d samples at %d Hz, %v; want %d", len(got), rate, err, len(want))
 	}
@@ -348,7 +348,7 @@ func TestFileSourceReadsSoxWAV(t *testing.T) {
 		}
 		samples = append(samples, frame...)
 	}
-	if l := mediatest.Goertzel(samples, 8000, 440); l < 0.5 {
+	if l := measure.Goertzel(samples, 8000, 440); l < 0.5 {
 		t.Fatalf("level at 440 Hz %.3f, want a loud tone", l)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"intercom/media/measure"
 	"intercom/media/mediatest"
 )
 
@@ -100,7 +101,7 @@ func TestPortAudioSourceHearsTheMicrophone(t *testing.T) {
 	}
 	// The second half is well clear of the stream's start.
 	tail := got[len(got)/2:]
-	tone, other := mediatest.Goertzel(tail, 8000, 440), mediatest.Goertzel(tail, 8000, 1000)
+	tone, other := measure.Goertzel(tail, 8000, 440), measure.Goertzel(tail, 8000, 1000)
 	if tone < 0.1 || other > tone/10 {
 		t.Errorf("440 Hz level %.3f, 1000 Hz level %.3f: want the microphone's 440 Hz tone", tone, other)
 	}
@@ -141,7 +142,7 @@ func TestPortAudioSinkPlaysToTheSpeaker(t *testing.T) {
 		loud = 0
 		for i := 0; i+window <= len(got); i += window {
 			w := got[i : i+window]
-			if mediatest.Goertzel(w, 8000, 1000) > 0.3 && mediatest.Goertzel(w, 8000, 440) < 0.05 {
+			if measure.Goertzel(w, 8000, 1000) > 0.3 && measure.Goertzel(w, 8000, 440) < 0.05 {
 				loud++
 			}
 		}
@@ -395,7 +396,7 @@ func TestPortAudioResamplesWhenTheCardRefuses8kHz(t *testing.T) {
 		t.Errorf("50 frames of 20ms in %v: not paced by the card", d)
 	}
 	tail := got[len(got)/2:]
-	if tone, other := mediatest.Goertzel(tail, 8000, 440), mediatest.Goertzel(tail, 8000, 1000); tone < 0.1 || other > tone/10 {
+	if tone, other := measure.Goertzel(tail, 8000, 440), measure.Goertzel(tail, 8000, 1000); tone < 0.1 || other > tone/10 {
 		t.Errorf("440 Hz level %.3f, 1000 Hz level %.3f: want the microphone's 440 Hz tone", tone, other)
 	}
 	if err := sink.Close(); err != nil {
@@ -406,7 +407,7 @@ func TestPortAudioResamplesWhenTheCardRefuses8kHz(t *testing.T) {
 		got := rec.Samples()
 		loud := 0
 		for i := 0; i+window <= len(got); i += window {
-			if w := got[i : i+window]; mediatest.Goertzel(w, 8000, 1000) > 0.3 && mediatest.Goertzel(w, 8000, 440) < 0.05 {
+			if w := got[i : i+window]; measure.Goertzel(w, 8000, 1000) > 0.3 && measure.Goertzel(w, 8000, 440) < 0.05 {
 				loud++
 			}
 		}

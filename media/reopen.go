@@ -64,7 +64,7 @@ func Resilient(b Backend, cfg ResilientConfig) *ResilientBackend {
 		cfg.Clock = clock.Real{}
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &ResilientBackend{b: b, cfg: cfg}
 }

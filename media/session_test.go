@@ -16,7 +16,7 @@ import (
 
 	"intercom/internal/clock"
 	"intercom/internal/clock/clocktest"
-	"intercom/media/mediatest"
+	"intercom/media/measure"
 )
 
 // sineSource is a microphone hearing a steady tone, paced in real time.
@@ -223,7 +223,7 @@ func testLoopback(t *testing.T, codec Codec) {
 		hear, other float64
 	}{{"A hears B", a, 1000, 440}, {"B hears A", b, 440, 1000}} {
 		got := tc.sd.sink.played()[:frames*160]
-		on, off := mediatest.Goertzel(got, 8000, tc.hear), mediatest.Goertzel(got, 8000, tc.other)
+		on, off := measure.Goertzel(got, 8000, tc.hear), measure.Goertzel(got, 8000, tc.other)
 		// The tone is sent at 0.5 of full scale. On a loaded machine the
 		// receiver may run dry and conceal a frame or two, which lowers
 		// the level; the tone must still clearly dominate.

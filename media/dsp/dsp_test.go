@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"intercom/media/dsp"
-	"intercom/media/mediatest"
+	"intercom/media/measure"
 )
 
 // sine returns n samples of a freq Hz sine whose peak is at level dBFS.
@@ -23,7 +23,7 @@ func sine(n int, freq, level float64) []int16 {
 
 func dB(x float64) float64 { return 20 * math.Log10(x) }
 
-func level(frame []int16) float64 { return dB(mediatest.Goertzel(frame, 8000, 1000)) }
+func level(frame []int16) float64 { return dB(measure.Goertzel(frame, 8000, 1000)) }
 
 func mustGain(t testing.TB, db float64) dsp.Gain {
 	t.Helper()
@@ -81,7 +81,7 @@ func TestGainBelowKnee(t *testing.T) {
 	in := sine(800, 1000, -12)
 	out := slices.Clone(in)
 	mustGain(t, 6).Apply(out)
-	if r := mediatest.Goertzel(out, 8000, 1000) / mediatest.Goertzel(in, 8000, 1000); r < 1.98 || r > 2.01 {
+	if r := measure.Goertzel(out, 8000, 1000) / measure.Goertzel(in, 8000, 1000); r < 1.98 || r > 2.01 {
 		t.Errorf("+6 dB: amplitude ratio %.4f, want 2", r)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"intercom/media/mediatest"
+	"intercom/media/measure"
 	"intercom/media/tone"
 )
 
@@ -91,7 +91,7 @@ func TestPresets(t *testing.T) {
 					steady := out[at+rampSamples : at+st.on-rampSamples]
 					want := math.Pow(10, tone.DefaultLevel/20) / float64(len(st.freqs))
 					for _, f := range all {
-						got := mediatest.Goertzel(steady, tone.SampleRate, f)
+						got := measure.Goertzel(steady, tone.SampleRate, f)
 						if slices.Contains(st.freqs, f) {
 							if d := dB(got) - dB(want); math.Abs(d) > 0.1 {
 								t.Errorf("cycle %d step %d: %g Hz at %.2f dB from %.2f dBFS", c, i+1, f, d, dB(want))
@@ -220,7 +220,7 @@ func TestFullScale(t *testing.T) {
 	out := render(t, s, 16000, 160)
 	steady := out[rampSamples : 16000-rampSamples]
 	for _, f := range []float64{440, 480} {
-		if got := dB(mediatest.Goertzel(steady, tone.SampleRate, f)); math.Abs(got-dB(0.5)) > 0.1 {
+		if got := dB(measure.Goertzel(steady, tone.SampleRate, f)); math.Abs(got-dB(0.5)) > 0.1 {
 			t.Errorf("%g Hz at %.2f dBFS, want %.2f", f, got, dB(0.5))
 		}
 	}
