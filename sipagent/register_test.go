@@ -250,13 +250,13 @@ func TestRegisterBackoff(t *testing.T) {
 	// Each wait is the doubled delay (capped at 4 s) ±20%.
 	for _, d := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
 		clk.WaitForTimers(1)
-		early := d*8/10 - time.Millisecond
-		clk.Advance(early)
-		if clk.Pending() != 1 {
-			t.Fatalf("retry after %v fired before %v", d, early)
+		wait, _ := clk.Next()
+		if wait < d*8/10 || wait > d*12/10 {
+			t.Fatalf("retry after %v, want %v ±20%%", wait, d)
 		}
+		clk.Advance(wait - time.Millisecond)
 		reg.none(t)
-		clk.Advance(d*12/10 - early)
+		clk.Advance(time.Millisecond)
 		failed()
 	}
 }

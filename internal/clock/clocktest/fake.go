@@ -107,6 +107,25 @@ func (f *Fake) Pending() int {
 	return len(f.timers)
 }
 
+// Next returns how long until the earliest pending timer is due, and false
+// when none is pending. Advancing by exactly that much keeps a timer that
+// the fired one's owner re-arms measured from the deadline, not from a
+// later point the clock jumped to.
+func (f *Fake) Next() (time.Duration, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.timers) == 0 {
+		return 0, false
+	}
+	first := f.timers[0].when
+	for _, t := range f.timers[1:] {
+		if t.when.Before(first) {
+			first = t.when
+		}
+	}
+	return first.Sub(f.now), true
+}
+
 // WaitForTimers blocks until at least n timers are pending, so a test can
 // advance the clock only after the code under test has armed its timers.
 func (f *Fake) WaitForTimers(n int) {

@@ -60,3 +60,16 @@ func TestWaitForTimers(t *testing.T) {
 		t.Fatalf("%d timers pending", c.Pending())
 	}
 }
+
+func TestNext(t *testing.T) {
+	c := New(time.Unix(0, 0))
+	if _, ok := c.Next(); ok {
+		t.Fatal("Next reported a timer on an empty clock")
+	}
+	c.AfterFunc(3*time.Second, func() {})
+	c.AfterFunc(2*time.Second, func() {})
+	c.Advance(500 * time.Millisecond)
+	if d, ok := c.Next(); !ok || d != 1500*time.Millisecond {
+		t.Fatalf("Next = %v, %v; want 1.5s, true", d, ok)
+	}
+}
