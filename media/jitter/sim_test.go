@@ -1,6 +1,7 @@
 package jitter
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -79,7 +80,7 @@ func (n network) run(t *testing.T) simResult {
 			arrivals = append(arrivals, arrival{sent + d + time.Duration(rng.Int64N(int64(40*time.Millisecond))), k})
 		}
 	}
-	slices.SortStableFunc(arrivals, func(a, b arrival) int { return int(a.at - b.at) })
+	slices.SortStableFunc(arrivals, func(a, b arrival) int { return cmp.Compare(a.at, b.at) })
 
 	b, err := New(Config{Frame: frame, ClockRate: 8000, Min: n.min, Max: n.max, PayloadSize: 3,
 		Quiet: func(p []byte) bool { return p[2] == 0 }})

@@ -121,7 +121,7 @@ func TestNoDriftOverLongStreams(t *testing.T) {
 			total += n
 		}
 		in := c.frames * c.frame
-		if want := (in*c.out + c.in - 1) / c.in; total != want {
+		if want := int((int64(in)*int64(c.out) + int64(c.in) - 1) / int64(c.in)); total != want {
 			t.Errorf("%d->%d: %d inputs gave %d outputs, want %d", c.in, c.out, in, total, want)
 		}
 	}
