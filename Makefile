@@ -3,10 +3,10 @@ GO       ?= go
 BIN      := bin/intercom
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
-DEB_PKGS := kamailio baresip-core sip-tester sox portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins tshark
+DEB_PKGS := kamailio baresip-core sip-tester sox portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins tshark qemu-user-static
 TONE     := examples/test-tone.wav
 
-.PHONY: all build deps run test unit e2e vet bench clean
+.PHONY: all build deps run test unit arm-test e2e vet bench clean
 
 all: build
 
@@ -40,6 +40,22 @@ vet:
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
 
+# arm-test runs the unit tests built for the boards' CPUs (Pi 3/4/5 and
+# Zero 2 W in 64-bit, Pi 2/3 in 32-bit, Pi Zero W/1 on ARMv6) under
+# qemu-user: it catches word-size and 64-bit atomic alignment bugs. Pure Go
+# only; PortAudio under qemu-user is not tried.
+ARM_TARGETS := arm64:aarch64 arm/6:arm arm/7:arm
+
+arm-test:
+	@for t in $(ARM_TARGETS); do \
+		arch=$${t%%:*}; qemu=qemu-$${t##*:}-static; goarch=$${arch%%/*}; goarm=$${arch#*/}; \
+		[ "$$goarm" = "$$arch" ] && goarm=; \
+		command -v $$qemu >/dev/null || { echo "arm-test: $$qemu missing: sudo apt-get install qemu-user-static"; exit 1; }; \
+		echo "== $$goarch $${goarm:+v$$goarm} under $$qemu"; \
+		CGO_ENABLED=0 GOARCH=$$goarch GOARM=$$goarm $(GO) test -count=1 -exec $$qemu \
+			$$($(GO) list ./... | grep -v /e2e) || exit 1; \
+	done
+
 # e2e runs the real peers (kamailio, baresip, sipp); INTERCOM_E2E=1 makes a
 # missing peer a failure instead of a skip.
 e2e:
@@ -48,7 +64,7 @@ e2e:
 # In `make test` a missing peer or sound server fails the run (CI installs
 # them through deps); alone, `make unit` skips those tests with a hint.
 test: export INTERCOM_E2E = 1
-test: deps vet unit e2e
+test: deps vet unit arm-test e2e
 
 # bench runs the micro-benchmarks, then the same G.711 call (BENCH_SECONDS
 # long) answered by the station and by baresip, side by side, and the
