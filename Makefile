@@ -3,6 +3,9 @@ GO       ?= go
 BIN      := bin/intercom
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
+# The API is plain HTTP/1.1 on loopback; leaving out net/http's bundled
+# HTTP/2 makes the binary (which is resident whole) 350 kB smaller.
+TAGS     := nethttpomithttp2
 DEB_PKGS := kamailio baresip-core sip-tester sox portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins tshark qemu-user-static
 TONE     := examples/test-tone.wav
 
@@ -11,7 +14,7 @@ TONE     := examples/test-tone.wav
 all: build
 
 build:
-	$(GO) build -buildvcs=auto -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/intercom
+	$(GO) build -buildvcs=auto -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/intercom
 
 # deps installs the Debian packages the tests and the demo use; as a normal
 # user it only says what to install.
