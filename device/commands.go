@@ -53,7 +53,7 @@ func (s *Station) Status(ctx context.Context) (api.Status, error) {
 			st.Relays[n] = api.RelayStatus{Active: r.Active(), Cycles: r.Cycles()}
 		}
 		for n, in := range s.inputs {
-			st.Inputs[n] = api.InputStatus{Active: in.Active()}
+			st.Inputs[n] = s.inputStatus(n, in.Active())
 		}
 		for n, in := range s.buttons {
 			st.Buttons[n] = api.InputStatus{Active: in.Active()}
@@ -154,7 +154,7 @@ func (s *Station) Subscribe() (<-chan api.Event, func()) { return s.bus.subscrib
 
 // counters are the monotonically increasing figures of /metrics.
 type counters struct {
-	callsOut, callsIn, callsRefused, doorsOpened, codesRejected, lockouts, registrations atomic.Uint64
+	callsOut, callsIn, callsRefused, doorsOpened, codesRejected, lockouts, registrations, alarms atomic.Uint64
 }
 
 // WriteMetrics writes the Prometheus text exposition.
@@ -171,6 +171,7 @@ func (s *Station) WriteMetrics(ctx context.Context, w io.Writer) error {
 		{"intercom_door_opened_total", "Relay pulses that opened a door.", "counter", float64(m.doorsOpened.Load())},
 		{"intercom_codes_rejected_total", "Door code attempts rejected.", "counter", float64(m.codesRejected.Load())},
 		{"intercom_lockouts_total", "Door code lockouts started.", "counter", float64(m.lockouts.Load())},
+		{"intercom_alarms_total", "Alarms: door held open, opened without an unlock, tamper, blocked openings.", "counter", float64(m.alarms.Load())},
 		{"intercom_registrations_total", "Successful SIP registrations after being unregistered.", "counter", float64(m.registrations.Load())},
 		{"intercom_registered", "1 while registered (or peer-to-peer), else 0.", "gauge", b2f(st.Registration.State == "registered" || st.Registration.State == "disabled")},
 		{"intercom_call_active", "1 while a call is up.", "gauge", b2f(st.Call.State == "active")},

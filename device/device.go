@@ -193,6 +193,8 @@ type Station struct {
 	reg          RegistrationEvent
 	doorOpenTill time.Time
 	doorTimer    clock.Timer
+	roles        *roles
+	policy       *callPolicy
 }
 
 // New checks the wiring and returns a Station ready to Run.
@@ -229,6 +231,12 @@ func New(cfg Config) (*Station, error) {
 		codes = append(codes, doorCode{digits: c.Code, relay: c.Relay})
 	}
 	s.lock = newCodeLock(codes, s.cfg.Door.Lockout.After, s.cfg.Door.Lockout.For)
+	if err := s.initRoles(); err != nil {
+		return nil, err
+	}
+	if err := s.initPolicy(); err != nil {
+		return nil, err
+	}
 	s.reg = RegistrationEvent{State: "registering", Registrar: s.cfg.SIP.Registrar}
 	if s.cfg.SIP.Registrar == "" {
 		s.reg.State = "disabled"
@@ -246,11 +254,13 @@ func (s *Station) Run(ctx context.Context, sipEvents <-chan any) error {
 	for name, in := range s.allInputs() {
 		s.wg.Go(func() {
 			if err := in.Run(inputCtx, changes); err != nil && inputCtx.Err() == nil {
-				s.post(func() { s.fail("input "+name, err) })
+				s.post(func() { s.inputFailed(name, err) })
 			}
 		})
 	}
 	s.updateLEDs()
+	s.startRoles()
+	s.watchAudioHealth()
 	close(s.running)
 	defer func() {
 		stopInputs()
@@ -332,12 +342,15 @@ func (s *Station) fail(what string, err error) {
 
 func (s *Station) onInput(c gpio.Change) {
 	if _, ok := s.buttons[c.Name]; ok {
-		if c.Active {
+		switch {
+		case c.Long:
+			s.longPress(c.Name)
+		case c.Active:
 			s.pressButton(c.Name)
 		}
 		return
 	}
-	s.emit("input", map[string]any{"name": c.Name, "active": c.Active})
+	s.onRoleInput(c)
 }
 
 func (s *Station) onSIP(ev any) {
@@ -360,6 +373,8 @@ func (s *Station) onSIP(ev any) {
 func (s *Station) onRegistration(ev RegistrationEvent) {
 	was := s.reg.State
 	s.reg = ev
+	// The LEDs change before anyone hears of the change.
+	s.updateLEDs()
 	switch {
 	case ev.State == "registered" && was != "registered":
 		s.metrics.registrations.Add(1)
@@ -371,75 +386,6 @@ func (s *Station) onRegistration(ev RegistrationEvent) {
 		}
 		s.emit("unregistered", data)
 	}
-	s.updateLEDs()
-}
-
-func (s *Station) pressButton(name string) {
-	s.emit("input", map[string]any{"name": name, "active": true, "kind": "button"})
-	if s.state != stateIdle {
-		if s.cfg.Calls.ButtonDuringCall == "hangup" {
-			s.endCall("button pressed", true)
-		}
-		return
-	}
-	for _, b := range s.cfg.Buttons {
-		if b.Name == name {
-			s.dial(b.Call, b.Ring == "parallel")
-			return
-		}
-	}
-}
-
-func (s *Station) dial(targets []string, parallel bool) {
-	inner, err := s.media.Open(s.mediaIP)
-	if err != nil {
-		s.fail("open media", err)
-		return
-	}
-	stream := &earlyStream{Stream: inner}
-	gen := s.begin(stateCalling, stream, targets[0], true)
-	ctx, cancel := context.WithCancel(s.runCtx)
-	s.cancelCall = cancel
-	s.metrics.callsOut.Add(1)
-	req := sipagent.DialRequest{
-		Targets:     targets,
-		Parallel:    parallel,
-		RingTimeout: s.cfg.Calls.RingTimeout,
-		Media:       s.offer(stream),
-		OnRinging: func(target string) {
-			s.post(func() {
-				if gen == s.gen {
-					s.stream.StartRingback()
-					s.emit("ringing", map[string]any{"direction": "outgoing", "remote": target})
-				}
-			})
-		},
-		OnEarlyMedia: func(target string, ans sipagent.MediaAnswer) {
-			s.post(func() { s.playEarly(gen, stream, target, ans) })
-		},
-	}
-	s.wg.Go(func() {
-		call, err := s.phone.Dial(ctx, req)
-		s.post(func() { s.dialed(gen, call, err) })
-	})
-}
-
-func (s *Station) dialed(gen uint64, call Call, err error) {
-	if gen != s.gen {
-		if call != nil {
-			s.hangupAsync(call)
-		}
-		return
-	}
-	if err != nil {
-		s.log.Info("call failed", "err", err)
-		s.endCall("no answer: "+err.Error(), false)
-		s.announceFailure(err)
-		return
-	}
-	s.call = call
-	s.callRemote = call.Remote()
-	s.established(call.Media())
 }
 
 // playEarly plays an outgoing call's early media in place of the local
@@ -482,7 +428,7 @@ func (s *Station) onIncoming(ev IncomingEvent) {
 		s.rejectAsync(call, 403, "Forbidden")
 		return
 	}
-	stream, err := s.media.Open(s.mediaIP)
+	stream, err := s.openMedia()
 	if err != nil {
 		s.fail("open media", err)
 		s.rejectAsync(call, 500, "Server Internal Error")
@@ -610,9 +556,7 @@ func (s *Station) established(ans sipagent.MediaAnswer) {
 		s.watch(gen, s.call)
 	}
 	s.emit("answered", map[string]any{"remote": s.callRemote, "codec": ans.Codec.Name})
-	if d := s.cfg.Calls.MaxDuration; d > 0 {
-		s.after(d, gen, func() { s.endCall("maximum call duration reached", true) })
-	}
+	s.limitDuration(gen)
 	stream := s.stream
 	ctx, cancel := context.WithCancel(s.runCtx)
 	prev := s.cancelCall
@@ -672,7 +616,7 @@ func (s *Station) onDigit(gen uint64, d rune) {
 	case opened:
 		s.log.Info("door code accepted", "relay", relay)
 		if err := s.openDoor(relay, 0, "dtmf"); err != nil {
-			s.fail("open door", err)
+			s.doorRefused(err)
 			return
 		}
 		s.tone(tone.DoorOpened())
@@ -733,8 +677,8 @@ func (s *Station) openDoor(name string, d time.Duration, source string) error {
 	if d == 0 {
 		d = pulse
 	}
-	if err := r.Pulse(d); err != nil {
-		return fmt.Errorf("device: pulse relay %q: %w", name, err)
+	if on, err := s.switchRelay(name, r, d, source); err != nil || !on {
+		return err
 	}
 	s.metrics.doorsOpened.Add(1)
 	s.emit("door_opened", map[string]any{"relay": name, "source": source})
@@ -832,29 +776,5 @@ func (s *Station) offer(stream Stream) sipagent.MediaOffer {
 		Codecs: codecs,
 		DTMF:   s.dtmfAllowed("rfc4733"),
 		Ptime:  s.cfg.Audio.Ptime,
-	}
-}
-
-func (s *Station) ledPattern() gpio.Pattern {
-	switch {
-	case s.clock.Now().Before(s.doorOpenTill):
-		return "door_open"
-	case s.state == stateCalling || s.state == stateRinging:
-		return "calling"
-	case s.state == stateActive:
-		return "in_call"
-	case s.reg.State == "registered" || s.reg.State == "disabled":
-		return "registered"
-	default:
-		return "unregistered"
-	}
-}
-
-func (s *Station) updateLEDs() {
-	p := s.ledPattern()
-	for _, l := range s.leds {
-		if l.Pattern() != p {
-			l.Set(p)
-		}
 	}
 }

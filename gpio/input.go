@@ -6,7 +6,9 @@ package gpio
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -22,6 +24,17 @@ const DefaultDebounce = 30 * time.Millisecond
 // polls the level in case the driver missed an edge.
 const edgeWait = 100 * time.Millisecond
 
+// pollInterval paces reading the level of a line without edge detection:
+// a 50 ms press is still seen at least four times, and again once the
+// debounce window closes.
+const pollInterval = 10 * time.Millisecond
+
+// edgeFailures is how many WaitForEdge calls in a row may return false well
+// before edgeWait before the input gives up on edges: periph's gpioioctl
+// returns at once when it cannot set a read deadline ("file type does not
+// support deadline"), which would otherwise spin.
+const edgeFailures = 5
+
 // InputConfig describes one input pin.
 type InputConfig struct {
 	Name      string
@@ -31,14 +44,23 @@ type InputConfig struct {
 	// Debounce is how long the line must stay quiet after an edge before its
 	// level is accepted. Zero means DefaultDebounce.
 	Debounce time.Duration
-	Clock    clock.Clock // nil means clock.Real{}
+	// LongPress, if positive, is how long the input must stay active after
+	// an accepted press for Run to send one extra Change with Long set.
+	LongPress time.Duration
+	Clock     clock.Clock // nil means clock.Real{}
+	// Logger reports, once, that the input fell back to polling because the
+	// line cannot report edges; nil discards.
+	Logger *slog.Logger
 }
 
 // Change is a debounced transition of an input.
 type Change struct {
 	Name   string
 	Active bool
-	At     time.Time // when the new level was accepted
+	// Long marks the extra change sent when a press has lasted LongPress;
+	// Active is true with it.
+	Long bool
+	At   time.Time // when the new level was accepted, or the press became long
 }
 
 // Input is a debounced input pin.
@@ -47,19 +69,25 @@ type Input struct {
 	pin       gpio.PinIn
 	activeLow bool
 	debounce  time.Duration
+	longPress time.Duration
 	clock     clock.Clock
+	log       *slog.Logger
 	notify    chan struct{} // capacity 1: queue has changes for Run
 
 	mu      sync.Mutex
 	level   gpio.Level  // debounced level
 	running bool        // Run is active
+	polling bool        // the line cannot report edges; read it every pollInterval
 	window  clock.Timer // open debounce window; nil when the line is settled
 	gen     uint64      // identifies the current window, so stale timers do nothing
+	long    clock.Timer // runs while an accepted press may still become long
+	longGen uint64      // identifies the current long-press timer
 	queue   []Change    // accepted changes not yet sent by Run
 }
 
 // NewInput configures the pin as an input with edge detection on both edges
-// and reads its initial level as the debounced state.
+// and reads its initial level as the debounced state. A line that refuses
+// edge detection is configured without it and polled.
 func NewInput(cfg InputConfig) (*Input, error) {
 	if cfg.Pin == nil {
 		return nil, fmt.Errorf("gpio: input %q: no pin", cfg.Name)
@@ -67,24 +95,53 @@ func NewInput(cfg InputConfig) (*Input, error) {
 	if cfg.Debounce < 0 {
 		return nil, fmt.Errorf("gpio: input %q: negative debounce %s", cfg.Name, cfg.Debounce)
 	}
+	if cfg.LongPress < 0 {
+		return nil, fmt.Errorf("gpio: input %q: negative long press %s", cfg.Name, cfg.LongPress)
+	}
 	if cfg.Debounce == 0 {
 		cfg.Debounce = DefaultDebounce
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	if err := cfg.Pin.In(cfg.Pull, gpio.BothEdges); err != nil {
-		return nil, fmt.Errorf("gpio: input %q: configure %s: %w", cfg.Name, cfg.Pin, err)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Input{
+	in := &Input{
 		name:      cfg.Name,
 		pin:       cfg.Pin,
 		activeLow: cfg.ActiveLow,
 		debounce:  cfg.Debounce,
+		longPress: cfg.LongPress,
 		clock:     cfg.Clock,
+		log:       cfg.Logger,
 		notify:    make(chan struct{}, 1),
-		level:     cfg.Pin.Read(),
-	}, nil
+	}
+	if err := cfg.Pin.In(cfg.Pull, gpio.BothEdges); err != nil {
+		// Lines behind some GPIO expanders have no interrupt; their level
+		// can still be read.
+		if err2 := cfg.Pin.In(cfg.Pull, gpio.NoEdge); err2 != nil {
+			return nil, fmt.Errorf("gpio: input %q: configure %s: %w", cfg.Name, cfg.Pin.Name(), errors.Join(err, err2))
+		}
+		in.fallBack(err)
+	}
+	in.level = cfg.Pin.Read()
+	return in, nil
+}
+
+// fallBack switches the input to polling for good and says so once.
+func (in *Input) fallBack(cause error) {
+	in.mu.Lock()
+	in.polling = true
+	in.mu.Unlock()
+	in.log.Warn("gpio: edge detection unavailable, polling the line instead",
+		"input", in.name, "pin", in.pin.Name(), "every", pollInterval, "err", cause)
+}
+
+func (in *Input) isPolling() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.polling
 }
 
 // Active returns the debounced state.
@@ -123,7 +180,12 @@ func (in *Input) Run(ctx context.Context, out chan<- Change) error {
 		in.watch(ctx)
 	}()
 	// Runs before stop, so the watcher cannot open a window after it.
-	defer func() { <-watcher }()
+	defer func() {
+		// Halt releases a WaitForEdge in progress; where the driver cannot,
+		// edgeWait still bounds the wait, so its error changes nothing.
+		_ = in.pin.Halt()
+		<-watcher
+	}()
 
 	for {
 		select {
@@ -142,10 +204,23 @@ func (in *Input) Run(ctx context.Context, out chan<- Change) error {
 }
 
 // watch turns pin edges into debounce windows. It runs in a goroutine owned
-// by Run and returns within edgeWait of ctx being done.
+// by Run and returns within edgeWait of ctx being done. When the driver's
+// edge waits keep failing, it polls instead.
 func (in *Input) watch(ctx context.Context) {
+	if in.isPolling() {
+		in.poll(ctx)
+		return
+	}
+	fails := 0
 	for ctx.Err() == nil {
+		// Wall time, not the injected clock: this judges the driver's wait.
+		start := time.Now()
 		edge := in.pin.WaitForEdge(edgeWait)
+		if !edge && time.Since(start) < edgeWait/2 {
+			fails++
+		} else {
+			fails = 0
+		}
 		in.mu.Lock()
 		// Without an edge, only a level that differs from the debounced state
 		// while no window is open needs attention: an edge was missed.
@@ -153,6 +228,34 @@ func (in *Input) watch(ctx context.Context) {
 			in.openWindowLocked()
 		}
 		in.mu.Unlock()
+		if fails == edgeFailures && ctx.Err() == nil {
+			in.fallBack(errors.New("edge waits keep failing at once"))
+			in.poll(ctx)
+			return
+		}
+	}
+}
+
+// poll reads the level every pollInterval and treats each change between
+// two readings as an edge. The interval is wall time, like edgeWait: it
+// paces reading the hardware, while the debounce runs on the clock.
+func (in *Input) poll(ctx context.Context) {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	last := in.pin.Read()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l := in.pin.Read()
+		in.mu.Lock()
+		if l != last || (in.window == nil && l != in.level) {
+			in.openWindowLocked()
+		}
+		in.mu.Unlock()
+		last = l
 	}
 }
 
@@ -178,7 +281,37 @@ func (in *Input) settle(gen uint64) {
 		return
 	}
 	in.level = l
-	in.queue = append(in.queue, Change{Name: in.name, Active: in.isActive(l), At: in.clock.Now()})
+	active := in.isActive(l)
+	in.stopLongLocked()
+	if active && in.longPress > 0 {
+		longGen := in.longGen
+		in.long = in.clock.AfterFunc(in.longPress, func() { in.longPressed(longGen) })
+	}
+	in.sendLocked(Change{Name: in.name, Active: active, At: in.clock.Now()})
+}
+
+// longPressed runs when the press of long-press timer gen has lasted
+// LongPress; a release in between stopped it.
+func (in *Input) longPressed(gen uint64) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if gen != in.longGen {
+		return
+	}
+	in.long = nil
+	in.sendLocked(Change{Name: in.name, Active: true, Long: true, At: in.clock.Now()})
+}
+
+func (in *Input) stopLongLocked() {
+	if in.long != nil {
+		in.long.Stop()
+		in.long = nil
+	}
+	in.longGen++
+}
+
+func (in *Input) sendLocked(c Change) {
+	in.queue = append(in.queue, c)
 	select {
 	case in.notify <- struct{}{}:
 	default:
@@ -206,6 +339,7 @@ func (in *Input) stop() {
 		in.window = nil
 	}
 	in.gen++
+	in.stopLongLocked()
 	in.queue = nil
 	select {
 	case <-in.notify:

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"intercom/gpio/sim"
 	"intercom/internal/clock/clocktest"
@@ -56,11 +59,12 @@ func (p *syncPin) waitHandled(n int) {
 	}
 }
 
-// deafPin never reports edges, like a driver that missed them.
+// deafPin never reports edges, like a driver that missed them; it still
+// waits as a working driver would, so the input keeps using edges.
 type deafPin struct{ *sim.Pin }
 
-func (p deafPin) WaitForEdge(time.Duration) bool {
-	p.Pin.WaitForEdge(time.Millisecond)
+func (p deafPin) WaitForEdge(timeout time.Duration) bool {
+	p.Pin.WaitForEdge(timeout)
 	return false
 }
 
@@ -76,12 +80,14 @@ type rig struct {
 	edges int
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { return newLongRig(t, 0) }
+
+func newLongRig(t *testing.T, longPress time.Duration) *rig {
 	t.Helper()
 	clk := clocktest.New(t0)
 	pin := newSyncPin(sim.NewBank().Pin("GPIO17"))
 	in, err := NewInput(InputConfig{Name: "bell", Pin: pin, ActiveLow: true, Pull: gpio.PullUp,
-		Debounce: debounce, Clock: clk})
+		Debounce: debounce, LongPress: longPress, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +232,7 @@ func TestMissedEdgeIsCaughtByPolling(t *testing.T) {
 	pin.Drive(gpio.High)
 	clk.WaitForTimers(1) // the poll opened a debounce window
 	clk.Advance(DefaultDebounce)
-	if c := <-out; c != (Change{Name: "door_contact", Active: true, At: t0.Add(DefaultDebounce)}) {
+	if c := recv(t, out); c != (Change{Name: "door_contact", Active: true, At: t0.Add(DefaultDebounce)}) {
 		t.Fatalf("change = %+v", c)
 	}
 }
@@ -271,6 +277,9 @@ func TestNewInputErrors(t *testing.T) {
 	if _, err := NewInput(InputConfig{Name: "x", Pin: sim.NewBank().Pin("x"), Debounce: -time.Millisecond}); err == nil {
 		t.Error("negative debounce accepted")
 	}
+	if _, err := NewInput(InputConfig{Name: "x", Pin: sim.NewBank().Pin("x"), LongPress: -time.Millisecond}); err == nil {
+		t.Error("negative long press accepted")
+	}
 	bad := &faultyPin{Pin: sim.NewBank().Pin("x"), broken: true}
 	if _, err := NewInput(InputConfig{Name: "x", Pin: bad}); !errors.Is(err, errPin) {
 		t.Errorf("err = %v, want it to wrap the pin error", err)
@@ -296,7 +305,7 @@ func TestRunArguments(t *testing.T) {
 func TestRunStopsWhileConsumerIsAway(t *testing.T) {
 	clk := clocktest.New(t0)
 	pin := newSyncPin(sim.NewBank().Pin("x"))
-	in, err := NewInput(InputConfig{Name: "x", Pin: pin, Pull: gpio.PullDown, Clock: clk})
+	in, err := NewInput(InputConfig{Name: "x", Pin: pin, Pull: gpio.PullDown, LongPress: time.Second, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,5 +323,170 @@ func TestRunStopsWhileConsumerIsAway(t *testing.T) {
 	}
 	if clk.Pending() != 0 {
 		t.Fatalf("%d timers left after Run returned", clk.Pending())
+	}
+}
+
+const longPress = time.Second
+
+func TestLongPress(t *testing.T) {
+	r := newLongRig(t, longPress)
+	r.drive(gpio.Low)
+	r.clk.Advance(debounce)
+	r.expect(true, debounce)
+	r.clk.Advance(longPress - time.Millisecond)
+	if !r.in.Active() {
+		t.Fatal("held button not active")
+	}
+	r.clk.Advance(time.Millisecond)
+	want := Change{Name: "bell", Active: true, Long: true, At: t0.Add(debounce + longPress)}
+	if got := recv(t, r.out); got != want {
+		t.Fatalf("change = %+v, want %+v", got, want)
+	}
+	// Held on: no second long press; the release comes next.
+	r.clk.Advance(5 * longPress)
+	r.drive(gpio.High)
+	release := r.now()
+	r.clk.Advance(debounce)
+	r.expect(false, release+debounce)
+}
+
+func TestReleaseBeforeLongPressSendsNothingExtra(t *testing.T) {
+	r := newLongRig(t, longPress)
+	r.drive(gpio.Low)
+	r.clk.Advance(longPress - time.Millisecond) // held just short of it
+	r.drive(gpio.High)
+	r.clk.Advance(debounce)
+	r.expect(true, debounce)
+	r.expect(false, longPress-time.Millisecond+debounce)
+	if r.clk.Pending() != 0 {
+		t.Fatalf("%d timers pending after the release", r.clk.Pending())
+	}
+	r.clk.Advance(5 * longPress)
+	r.drive(gpio.Low)
+	press := r.now()
+	r.clk.Advance(debounce)
+	// A long press from the first one would arrive before this.
+	r.expect(true, press+debounce)
+}
+
+// recv receives from c, failing the test if nothing comes.
+func recv[T any](t *testing.T, c <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing received")
+	}
+	var zero T
+	return zero
+}
+
+// logSink collects the messages logged through it.
+type logSink struct{ msgs chan string }
+
+func (l logSink) Enabled(context.Context, slog.Level) bool { return true }
+func (l logSink) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l logSink) WithGroup(string) slog.Handler            { return l }
+func (l logSink) Handle(_ context.Context, r slog.Record) error {
+	msg := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		msg += " " + a.String()
+		return true
+	})
+	l.msgs <- msg
+	return nil
+}
+
+func TestInputWithoutEdgeDetectionPolls(t *testing.T) {
+	// gpiotest.Pin refuses edge detection without an edge channel, as a
+	// line without an interrupt does.
+	pin := &gpiotest.Pin{N: "GPIO5"}
+	clk := clocktest.New(t0)
+	logs := logSink{msgs: make(chan string, 4)}
+	in, err := NewInput(InputConfig{Name: "door_contact", Pin: pin, ActiveLow: true, Pull: gpio.PullUp,
+		Clock: clk, Logger: slog.New(logs)})
+	if err != nil {
+		t.Fatalf("NewInput = %v, want a polled input", err)
+	}
+	if msg := recv(t, logs.msgs); !strings.Contains(msg, "polling") || !strings.Contains(msg, "door_contact") {
+		t.Fatalf("log %q, want it to say the input is polled", msg)
+	}
+	if pin.Pull() != gpio.PullUp || in.Active() {
+		t.Fatalf("pull %s, active %v: want pulled up and inactive", pin.Pull(), in.Active())
+	}
+	out := make(chan Change, 4)
+	startRun(t, in, out)
+	if err := pin.Out(gpio.Low); err != nil { // pressed
+		t.Fatal(err)
+	}
+	clk.WaitForTimers(1) // a poll saw it and opened the debounce window
+	clk.Advance(DefaultDebounce)
+	if c := recv(t, out); c != (Change{Name: "door_contact", Active: true, At: t0.Add(DefaultDebounce)}) {
+		t.Fatalf("change = %+v", c)
+	}
+	if len(logs.msgs) != 0 {
+		t.Fatalf("logged again: %q", <-logs.msgs)
+	}
+}
+
+// brokenEdgePin fails every edge wait at once, as periph's gpioioctl does
+// when it cannot set a read deadline.
+type brokenEdgePin struct {
+	*sim.Pin
+	mu    sync.Mutex
+	waits int
+}
+
+func (p *brokenEdgePin) WaitForEdge(time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.waits++
+	return false
+}
+
+func (p *brokenEdgePin) calls() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waits
+}
+
+func TestFailingEdgeWaitsFallBackToPolling(t *testing.T) {
+	pin := &brokenEdgePin{Pin: sim.NewBank().Pin("GPIO17")}
+	clk := clocktest.New(t0)
+	logs := logSink{msgs: make(chan string, 4)}
+	in, err := NewInput(InputConfig{Name: "bell", Pin: pin, ActiveLow: true, Pull: gpio.PullUp,
+		Debounce: debounce, Clock: clk, Logger: slog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan Change, 4)
+	startRun(t, in, out)
+	if msg := recv(t, logs.msgs); !strings.Contains(msg, "polling") || !strings.Contains(msg, "bell") {
+		t.Fatalf("log %q, want it to say the input is polled", msg)
+	}
+	if got := pin.calls(); got != edgeFailures {
+		t.Fatalf("%d edge waits, want %d before falling back", got, edgeFailures)
+	}
+	// A 50 ms press, seen by polling alone.
+	pin.Drive(gpio.Low)
+	clk.WaitForTimers(1)
+	clk.Advance(debounce)
+	if c := recv(t, out); c != (Change{Name: "bell", Active: true, At: t0.Add(debounce)}) {
+		t.Fatalf("change = %+v", c)
+	}
+	clk.Advance(20 * time.Millisecond)
+	pin.Drive(gpio.High)
+	clk.WaitForTimers(1)
+	release := clk.Now().Sub(t0)
+	clk.Advance(debounce)
+	if c := recv(t, out); c != (Change{Name: "bell", Active: false, At: t0.Add(release + debounce)}) {
+		t.Fatalf("change = %+v", c)
+	}
+	if got := pin.calls(); got != edgeFailures {
+		t.Fatalf("%d edge waits after falling back, want none", got-edgeFailures)
+	}
+	if len(logs.msgs) != 0 {
+		t.Fatalf("logged again: %q", <-logs.msgs)
 	}
 }

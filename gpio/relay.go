@@ -37,18 +37,16 @@ type Relay struct {
 	activeLow bool
 	maxOn     time.Duration
 	clock     clock.Clock
-	onChange  func(bool)
 	log       *slog.Logger
+	events    notifier
 
-	mu        sync.Mutex
-	active    bool
-	onSince   time.Time
-	cycles    uint64
-	closed    bool
-	timer     clock.Timer // switches the relay off; nil while off
-	gen       uint64      // identifies the current timer, so stale ones do nothing
-	events    []bool      // transitions not yet passed to onChange
-	notifying bool        // a goroutine is delivering events
+	mu      sync.Mutex
+	active  bool
+	onSince time.Time
+	cycles  uint64
+	closed  bool
+	timer   clock.Timer // switches the relay off; nil while off
+	gen     uint64      // identifies the current timer, so stale ones do nothing
 }
 
 // NewRelay drives the pin inactive before anything else, so a relay left on
@@ -72,8 +70,8 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		activeLow: cfg.ActiveLow,
 		maxOn:     cfg.MaxOn,
 		clock:     cfg.Clock,
-		onChange:  cfg.OnChange,
 		log:       cfg.Logger,
+		events:    notifier{fn: cfg.OnChange},
 	}
 	if err := r.pin.Out(r.lineLevel(false)); err != nil {
 		return nil, fmt.Errorf("gpio: relay %q: drive inactive: %w", r.name, err)
@@ -100,6 +98,27 @@ func (r *Relay) Set(active bool) error {
 	return r.off()
 }
 
+// Toggle switches an active relay off and an inactive one on, for at most
+// MaxOn: a bistable (latched) lock driven through Toggle still cannot stay
+// open past MaxOn.
+func (r *Relay) Toggle() error {
+	r.mu.Lock()
+	var err error
+	switch {
+	case r.closed:
+		err = fmt.Errorf("%w: %q", ErrClosed, r.name)
+	case r.active:
+		if err = r.switchOffLocked(); err != nil {
+			err = fmt.Errorf("gpio: relay %q: switch off: %w", r.name, err)
+		}
+	default:
+		err = r.onLocked(r.maxOn)
+	}
+	r.mu.Unlock()
+	r.events.deliver()
+	return err
+}
+
 // Active reports whether the relay is on.
 func (r *Relay) Active() bool {
 	r.mu.Lock()
@@ -121,7 +140,7 @@ func (r *Relay) Close() error {
 	r.closed = true
 	err := r.switchOffLocked()
 	r.mu.Unlock()
-	r.deliver()
+	r.events.deliver()
 	if err != nil {
 		return fmt.Errorf("gpio: relay %q: close: %w", r.name, err)
 	}
@@ -130,26 +149,31 @@ func (r *Relay) Close() error {
 
 func (r *Relay) on(d time.Duration) error {
 	r.mu.Lock()
+	var err error
 	if r.closed {
-		r.mu.Unlock()
-		return fmt.Errorf("%w: %q", ErrClosed, r.name)
+		err = fmt.Errorf("%w: %q", ErrClosed, r.name)
+	} else {
+		err = r.onLocked(d)
 	}
+	r.mu.Unlock()
+	r.events.deliver()
+	return err
+}
+
+func (r *Relay) onLocked(d time.Duration) error {
 	now := r.clock.Now()
 	if !r.active {
 		if err := r.pin.Out(r.lineLevel(true)); err != nil {
-			r.mu.Unlock()
 			return fmt.Errorf("gpio: relay %q: switch on: %w", r.name, err)
 		}
 		r.active = true
 		r.onSince = now
 		r.cycles++
-		r.eventLocked(true)
+		r.events.add(true)
 	}
 	// Counting from the moment the relay came on means no sequence of calls
 	// keeps it on past MaxOn, e.g. to protect a lock's coil.
 	r.armLocked(min(d, r.maxOn-now.Sub(r.onSince)))
-	r.mu.Unlock()
-	r.deliver()
 	return nil
 }
 
@@ -161,7 +185,7 @@ func (r *Relay) off() error {
 	}
 	err := r.switchOffLocked()
 	r.mu.Unlock()
-	r.deliver()
+	r.events.deliver()
 	if err != nil {
 		return fmt.Errorf("gpio: relay %q: switch off: %w", r.name, err)
 	}
@@ -181,7 +205,7 @@ func (r *Relay) switchOffLocked() error {
 	r.gen++
 	if r.active {
 		r.active = false
-		r.eventLocked(false)
+		r.events.add(false)
 	}
 	return nil
 }
@@ -208,34 +232,48 @@ func (r *Relay) expire(gen uint64) {
 		r.armLocked(offRetry)
 	}
 	r.mu.Unlock()
-	r.deliver()
+	r.events.deliver()
 }
 
-func (r *Relay) eventLocked(active bool) {
-	if r.onChange != nil {
-		r.events = append(r.events, active)
-	}
+// notifier passes on/off transitions to a callback in order, outside its
+// owner's lock: the owner adds them while holding its lock, so they queue in
+// the order they happened, and calls deliver after unlocking.
+type notifier struct {
+	fn func(active bool) // may be nil
+
+	mu    sync.Mutex
+	queue []bool // transitions not yet passed to fn
+	busy  bool   // a goroutine is delivering
 }
 
-// deliver passes queued transitions to onChange outside the lock, one
-// goroutine at a time so they arrive in order; a call from inside onChange
-// leaves its events to the goroutine already delivering.
-func (r *Relay) deliver() {
-	r.mu.Lock()
-	if r.notifying {
-		r.mu.Unlock()
+func (n *notifier) add(active bool) {
+	if n.fn == nil {
 		return
 	}
-	r.notifying = true
-	for len(r.events) > 0 {
-		active := r.events[0]
-		r.events = r.events[1:]
-		r.mu.Unlock()
-		r.onChange(active)
-		r.mu.Lock()
+	n.mu.Lock()
+	n.queue = append(n.queue, active)
+	n.mu.Unlock()
+}
+
+// deliver passes queued transitions to fn, one goroutine at a time so they
+// arrive in order; a call from inside fn leaves its transitions to the
+// goroutine already delivering.
+func (n *notifier) deliver() {
+	n.mu.Lock()
+	if n.busy {
+		n.mu.Unlock()
+		return
 	}
-	r.notifying = false
-	r.mu.Unlock()
+	n.busy = true
+	for len(n.queue) > 0 {
+		active := n.queue[0]
+		n.queue = n.queue[1:]
+		n.mu.Unlock()
+		n.fn(active)
+		n.mu.Lock()
+	}
+	n.busy = false
+	n.mu.Unlock()
 }
 
 // ErrClosed is returned (wrapped) by a relay used after Close.

@@ -354,3 +354,57 @@ func TestRelayConcurrentUse(t *testing.T) {
 		t.Fatal("active after Close")
 	}
 }
+
+func TestToggleLatchesAndStillDropsAtMaxOn(t *testing.T) {
+	rr := newRelayRig(t, false)
+	if err := rr.r.Toggle(); err != nil {
+		t.Fatal(err)
+	}
+	rr.check(t, true, gpio.High, true)
+	rr.clk.Advance(time.Second)
+	if err := rr.r.Toggle(); err != nil {
+		t.Fatal(err)
+	}
+	rr.check(t, false, gpio.Low, true, false)
+	if rr.clk.Pending() != 0 {
+		t.Fatalf("%d timers pending while off", rr.clk.Pending())
+	}
+	// Latched open and forgotten: the driver releases it at max_on.
+	if err := rr.r.Toggle(); err != nil {
+		t.Fatal(err)
+	}
+	rr.clk.Advance(maxOn - time.Nanosecond)
+	rr.check(t, true, gpio.High, true, false, true)
+	rr.clk.Advance(time.Nanosecond)
+	rr.check(t, false, gpio.Low, true, false, true, false)
+	if got := rr.r.Cycles(); got != 2 {
+		t.Fatalf("Cycles = %d, want 2 (switch-ons)", got)
+	}
+}
+
+func TestToggleErrors(t *testing.T) {
+	pin := &faultyPin{Pin: sim.NewBank().Pin("GPIO27")}
+	r, err := NewRelay(RelayConfig{Name: "door", Pin: pin, MaxOn: maxOn, Clock: clocktest.New(t0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin.setBroken(true)
+	if err := r.Toggle(); !errors.Is(err, errPin) || r.Active() || r.Cycles() != 0 {
+		t.Fatalf("Toggle on a broken pin = %v, Active %v, Cycles %d", err, r.Active(), r.Cycles())
+	}
+	pin.setBroken(false)
+	if err := r.Toggle(); err != nil {
+		t.Fatal(err)
+	}
+	pin.setBroken(true)
+	if err := r.Toggle(); !errors.Is(err, errPin) || !r.Active() {
+		t.Fatalf("Toggle off on a broken pin = %v, Active %v", err, r.Active())
+	}
+	pin.setBroken(false)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Toggle(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Toggle after Close = %v, want ErrClosed", err)
+	}
+}

@@ -51,6 +51,11 @@ const usage = `usage:
   intercom config check PATH           validate a config file
   intercom config show [-config PATH]  print the effective config, secrets masked
   intercom version                     print version, commit, Go version, platform
+  intercom gpio list [-sim]            list the board's GPIO lines
+  intercom gpio watch [-sim] [-pull up|down|none] [-active low|high] PIN
+                                       print debounced changes of an input
+  intercom gpio pulse [-sim] [-active high|low] PIN DURATION
+                                       switch an output on for DURATION (<= 1m)
   intercom audio devices               list the sound devices (PortAudio)
   intercom audio test [-config PATH] [-duration 2s]
                                        play a tone, record the microphone, report
@@ -73,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return configCmd(rest, stdout, stderr)
 	case "audio":
 		return audioCmd(rest, stdout, stderr)
+	case "gpio":
+		return gpioCmd(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

@@ -54,11 +54,7 @@ func runStation(path string, stderr io.Writer) error {
 	// again on every way out of this function.
 	relays := map[string]device.Relay{}
 	for _, rc := range cfg.Relays {
-		p, err := pins.out(rc.Pin)
-		if err != nil {
-			return fmt.Errorf("relay %s: %w", rc.Name, err)
-		}
-		r, err := gpio.NewRelay(gpio.RelayConfig{Name: rc.Name, Pin: p, ActiveLow: rc.Active == "low", MaxOn: rc.MaxOn})
+		r, err := newRelay(pins, rc)
 		if err != nil {
 			return err
 		}
@@ -80,7 +76,7 @@ func runStation(path string, stderr io.Writer) error {
 	}
 	buttons := map[string]device.Input{}
 	for _, bc := range cfg.Buttons {
-		in, err := pins.input(bc.Name, bc.Pin, bc.Active, bc.Pull, bc.Debounce)
+		in, err := pins.input(bc.Name, bc.Pin, bc.Active, bc.Pull, bc.Debounce, bc.LongPress)
 		if err != nil {
 			return fmt.Errorf("button %s: %w", bc.Name, err)
 		}
@@ -88,7 +84,7 @@ func runStation(path string, stderr io.Writer) error {
 	}
 	inputs := map[string]device.Input{}
 	for _, ic := range cfg.Inputs {
-		in, err := pins.input(ic.Name, ic.Pin, ic.Active, ic.Pull, inputDebounce)
+		in, err := pins.input(ic.Name, ic.Pin, ic.Active, ic.Pull, inputDebounce, 0)
 		if err != nil {
 			return fmt.Errorf("input %s: %w", ic.Name, err)
 		}
@@ -200,6 +196,32 @@ func runStation(path string, stderr io.Writer) error {
 	return errors.Join(stationErr, agentErr)
 }
 
+// closingRelay is a relay the station drives and main releases on exit.
+type closingRelay interface {
+	device.Relay
+	Close() error
+}
+
+var (
+	_ closingRelay = (*gpio.Relay)(nil)
+	_ closingRelay = (*gpio.HTTPRelay)(nil)
+)
+
+// newRelay opens a pin relay, or an HTTP relay when rc.URL is set.
+func newRelay(pins *pins, rc config.Relay) (closingRelay, error) {
+	if rc.URL != "" {
+		return gpio.NewHTTPRelay(gpio.HTTPRelayConfig{
+			Name: rc.Name, URL: rc.URL, Method: rc.Method,
+			User: rc.User, Password: rc.Password, Token: rc.Token, MaxOn: rc.MaxOn,
+		})
+	}
+	p, err := pins.out(rc.Pin)
+	if err != nil {
+		return nil, fmt.Errorf("relay %s: %w", rc.Name, err)
+	}
+	return gpio.NewRelay(gpio.RelayConfig{Name: rc.Name, Pin: p, ActiveLow: rc.Active == "low", MaxOn: rc.MaxOn})
+}
+
 func listenIP(listen string) netip.Addr {
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
@@ -243,7 +265,7 @@ func (p *pins) pin(name string) (pgpio.PinIO, error) {
 
 func (p *pins) out(name string) (pgpio.PinOut, error) { return p.pin(name) }
 
-func (p *pins) input(name, pinName, active, pull string, debounce time.Duration) (*gpio.Input, error) {
+func (p *pins) input(name, pinName, active, pull string, debounce, longPress time.Duration) (*gpio.Input, error) {
 	pin, err := p.pin(pinName)
 	if err != nil {
 		return nil, err
@@ -258,7 +280,7 @@ func (p *pins) input(name, pinName, active, pull string, debounce time.Duration)
 	case "down":
 		pl = pgpio.PullDown
 	}
-	return gpio.NewInput(gpio.InputConfig{Name: name, Pin: pin, ActiveLow: active == "low", Pull: pl, Debounce: debounce})
+	return gpio.NewInput(gpio.InputConfig{Name: name, Pin: pin, ActiveLow: active == "low", Pull: pl, Debounce: debounce, LongPress: longPress})
 }
 
 // Drive sets a virtual input pin; only pins configured as inputs can be

@@ -107,9 +107,12 @@ type RelayStatus struct {
 	Cycles uint64 `json:"cycles"`
 }
 
-// InputStatus reports one debounced input or button.
+// InputStatus reports one debounced input or button. Inputs add their role
+// and, for door_sensor and tamper, its state (open/closed, tampered/ok).
 type InputStatus struct {
-	Active bool `json:"active"`
+	Active bool   `json:"active"`
+	Role   string `json:"role,omitempty"`
+	State  string `json:"state,omitempty"`
 }
 
 // DoorStatus reports the code lock.

@@ -29,6 +29,9 @@ type Config struct {
 // Device identifies the door station.
 type Device struct {
 	Name string `yaml:"name"`
+	// Timezone is an IANA name such as Europe/Berlin for the day/night
+	// schedules of buttons; empty means the system's local time.
+	Timezone string `yaml:"timezone"`
 }
 
 // SIP configures the user agent. An empty Registrar means peer-to-peer: no
@@ -51,6 +54,7 @@ type SIP struct {
 type Calls struct {
 	RingTimeout         time.Duration `yaml:"ring_timeout"`
 	MaxDuration         time.Duration `yaml:"max_duration"`
+	MaxDurationWarning  time.Duration `yaml:"max_duration_warning"`   // tone this long before max_duration; 0 disables
 	ButtonDuringCall    string        `yaml:"button_during_call"`     // hangup | ignore
 	HangupAfterDoorOpen time.Duration `yaml:"hangup_after_door_open"` // 0 disables
 	AutoAnswer          AutoAnswer    `yaml:"auto_answer"`
@@ -79,9 +83,29 @@ type Button struct {
 	Debounce time.Duration `yaml:"debounce"`
 	Call     []string      `yaml:"call"` // sip: or sips: URIs
 	Ring     string        `yaml:"ring"` // parallel | sequential
+	// LongPress is how long the button must be held for a long press;
+	// 0 disables long presses.
+	LongPress time.Duration `yaml:"long_press"`
+	// Schedule overrides Call and Ring by time of day and weekday: the
+	// first entry that contains the current time wins.
+	Schedule []Schedule `yaml:"schedule"`
 }
 
-// Relay is an output that opens a door. MaxOn is the hard limit the relay
+// Schedule is a time window in which a button calls other targets. A
+// window whose From is after its To spans midnight and belongs to the day
+// it starts on; without From and To it covers the whole day.
+type Schedule struct {
+	Days []string `yaml:"days"` // mon..sun or ranges such as mon-fri; empty: every day
+	From string   `yaml:"from"` // HH:MM, inclusive
+	To   string   `yaml:"to"`   // HH:MM, exclusive
+	Call []string `yaml:"call"` // sip: or sips: URIs
+	// Ring is parallel or sequential; Parse sets an empty Ring to the
+	// button's.
+	Ring string `yaml:"ring"`
+}
+
+// Relay is an output that opens a door: a pin, or an HTTP relay (a URL
+// such as a Shelly's) when URL is set. MaxOn is the hard limit the relay
 // driver enforces whatever the call logic asks for.
 type Relay struct {
 	Name   string        `yaml:"name"`
@@ -89,6 +113,16 @@ type Relay struct {
 	Active string        `yaml:"active"` // low | high
 	Pulse  time.Duration `yaml:"pulse"`
 	MaxOn  time.Duration `yaml:"max_on"`
+	// Mode is pulse (monostable: each opening is a pulse) or latch
+	// (bistable: each opening toggles the relay; MaxOn still applies).
+	Mode string `yaml:"mode"`
+	// URL makes this an HTTP relay instead of a pin; "{seconds}" in it is
+	// replaced by the pulse length in whole seconds.
+	URL      string `yaml:"url"`
+	Method   string `yaml:"method"` // GET | POST
+	User     string `yaml:"user"`   // HTTP basic auth, with Password
+	Password string `yaml:"password"`
+	Token    string `yaml:"token"` // sent as "Authorization: Bearer TOKEN"
 }
 
 // Input is a contact such as a door sensor, an exit button or a tamper switch.
@@ -100,6 +134,16 @@ type Input struct {
 	// Role is door_sensor, exit_button, tamper or generic; Parse turns an
 	// empty role into generic.
 	Role string `yaml:"role"`
+	// HeldOpen is how long a door_sensor may report the door open before
+	// an alarm; 0 disables the alarm.
+	HeldOpen time.Duration `yaml:"held_open"`
+	// Relay is the relay an exit_button opens (Parse defaults it to the
+	// first relay), or the one that unlocks a door_sensor's door (empty:
+	// any relay).
+	Relay string `yaml:"relay"`
+	// BlockRelays makes an active tamper input refuse relay openings by
+	// code or API until it is inactive again.
+	BlockRelays bool `yaml:"block_relays"`
 }
 
 // LED is a status light.
@@ -107,6 +151,9 @@ type LED struct {
 	Name   string `yaml:"name"`
 	Pin    string `yaml:"pin"`
 	Active string `yaml:"active"` // low | high
+	// Role is status (shows the station's state) or illumination (lights
+	// the bell button, blinking while a call rings).
+	Role string `yaml:"role"`
 }
 
 // Door holds the codes that open the door over DTMF.
@@ -182,6 +229,7 @@ func Default() *Config {
 		Calls: Calls{
 			RingTimeout:         30 * time.Second,
 			MaxDuration:         3 * time.Minute,
+			MaxDurationWarning:  10 * time.Second,
 			ButtonDuringCall:    "hangup",
 			HangupAfterDoorOpen: 10 * time.Second,
 			AutoAnswer:          AutoAnswer{Enabled: true},
@@ -221,11 +269,11 @@ func (b *Button) setDefaults() {
 }
 
 func (r *Relay) setDefaults() {
-	*r = Relay{Active: "high", Pulse: 3 * time.Second, MaxOn: 10 * time.Second}
+	*r = Relay{Active: "high", Pulse: 3 * time.Second, MaxOn: 10 * time.Second, Mode: "pulse", Method: "GET"}
 }
 
 func (in *Input) setDefaults() {
-	*in = Input{Active: "low", Pull: "up", Role: "generic"}
+	*in = Input{Active: "low", Pull: "up", Role: "generic", HeldOpen: time.Minute}
 }
 
-func (l *LED) setDefaults() { *l = LED{Active: "high"} }
+func (l *LED) setDefaults() { *l = LED{Active: "high", Role: "status"} }

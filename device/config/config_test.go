@@ -274,13 +274,14 @@ leds:
 		Calls: Calls{
 			RingTimeout: 30 * time.Second, MaxDuration: 3 * time.Minute, ButtonDuringCall: "hangup",
 			HangupAfterDoorOpen: 10 * time.Second, AutoAnswer: AutoAnswer{Enabled: true},
+			MaxDurationWarning: 10 * time.Second,
 		},
 		GPIO: GPIO{Driver: "auto"},
 		Buttons: []Button{{Name: "bell", Pin: "GPIO17", Active: "low", Pull: "up",
 			Debounce: 30 * time.Millisecond, Call: []string{"sip:201@pbx"}, Ring: "parallel"}},
-		Relays: []Relay{{Name: "door", Pin: "GPIO27", Active: "high", Pulse: 3 * time.Second, MaxOn: 10 * time.Second}},
-		Inputs: []Input{{Name: "contact", Pin: "GPIO5", Active: "low", Pull: "up", Role: "generic"}},
-		LEDs:   []LED{{Name: "status", Pin: "GPIO22", Active: "high"}},
+		Relays: []Relay{{Name: "door", Pin: "GPIO27", Active: "high", Pulse: 3 * time.Second, MaxOn: 10 * time.Second, Mode: "pulse", Method: "GET"}},
+		Inputs: []Input{{Name: "contact", Pin: "GPIO5", Active: "low", Pull: "up", Role: "generic", HeldOpen: time.Minute}},
+		LEDs:   []LED{{Name: "status", Pin: "GPIO22", Active: "high", Role: "status"}},
 		Door:   Door{DTMF: []string{"rfc4733", "sip_info"}, Lockout: Lockout{After: 3, For: 5 * time.Minute}},
 		Audio: Audio{
 			Backend: "portaudio", Input: "default", Output: "default", Codecs: []string{"PCMU", "PCMA"},

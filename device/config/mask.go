@@ -22,13 +22,23 @@ func (c *Config) Masked() *Config {
 	for i := range m.Door.Codes {
 		mask(&m.Door.Codes[i].Code)
 	}
-	if u, err := url.Parse(m.Provisioning.URL); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), masked)
-			m.Provisioning.URL = u.String()
-		}
+	maskURL(&m.Provisioning.URL)
+	for i := range m.Relays {
+		mask(&m.Relays[i].Password)
+		mask(&m.Relays[i].Token)
+		maskURL(&m.Relays[i].URL)
 	}
 	return m
+}
+
+// maskURL hides a password written into a URL's user info.
+func maskURL(s *string) {
+	if u, err := url.Parse(*s); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), masked)
+			*s = u.String()
+		}
+	}
 }
 
 func mask(s *string) {
@@ -44,6 +54,11 @@ func (c *Config) clone() *Config {
 	m.Buttons = slices.Clone(c.Buttons)
 	for i := range m.Buttons {
 		m.Buttons[i].Call = slices.Clone(c.Buttons[i].Call)
+		m.Buttons[i].Schedule = slices.Clone(c.Buttons[i].Schedule)
+		for j := range m.Buttons[i].Schedule {
+			e := &m.Buttons[i].Schedule[j]
+			e.Days, e.Call = slices.Clone(e.Days), slices.Clone(e.Call)
+		}
 	}
 	m.Relays = slices.Clone(c.Relays)
 	m.Inputs = slices.Clone(c.Inputs)

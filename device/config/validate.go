@@ -18,14 +18,30 @@ func (c *Config) normalize() {
 	if c.SIP.AuthUser == "" {
 		c.SIP.AuthUser = c.SIP.User
 	}
+	for i := range c.Buttons {
+		for j := range c.Buttons[i].Schedule {
+			if c.Buttons[i].Schedule[j].Ring == "" {
+				c.Buttons[i].Schedule[j].Ring = c.Buttons[i].Ring
+			}
+		}
+	}
 	for i := range c.Inputs {
-		if c.Inputs[i].Role == "" {
-			c.Inputs[i].Role = "generic"
+		in := &c.Inputs[i]
+		if in.Role == "" {
+			in.Role = "generic"
+		}
+		if in.Role == "exit_button" && in.Relay == "" && len(c.Relays) > 0 {
+			in.Relay = c.Relays[0].Name
 		}
 	}
 }
 
 func (d *decoder) validate(c *Config) {
+	if c.Device.Timezone != "" {
+		if _, err := time.LoadLocation(c.Device.Timezone); err != nil {
+			d.errf("device.timezone", "%q is not a time zone name such as Europe/Berlin or UTC (from the system's tzdata)", c.Device.Timezone)
+		}
+	}
 	d.validateSIP(&c.SIP)
 	d.validateCalls(&c.Calls)
 	d.oneOf("gpio.driver", c.GPIO.Driver, "auto", "sim")
@@ -54,6 +70,10 @@ func (d *decoder) validateSIP(s *SIP) {
 func (d *decoder) validateCalls(c *Calls) {
 	d.positive("calls.ring_timeout", c.RingTimeout)
 	d.positive("calls.max_duration", c.MaxDuration)
+	d.nonNegative("calls.max_duration_warning", c.MaxDurationWarning)
+	if c.MaxDuration > 0 && c.MaxDurationWarning >= c.MaxDuration {
+		d.errf("calls.max_duration_warning", "%v must be shorter than calls.max_duration %v", c.MaxDurationWarning, c.MaxDuration)
+	}
 	d.oneOf("calls.button_during_call", c.ButtonDuringCall, "hangup", "ignore")
 	d.nonNegative("calls.hangup_after_door_open", c.HangupAfterDoorOpen)
 	d.nonNegative("calls.auto_answer.delay", c.AutoAnswer.Delay)
@@ -111,13 +131,31 @@ func (d *decoder) validatePins(c *Config) {
 			}
 		}
 		d.oneOf(p+".ring", b.Ring, "parallel", "sequential")
+		d.nonNegative(p+".long_press", b.LongPress)
+		if b.LongPress > 0 && b.LongPress <= b.Debounce {
+			d.errf(p+".long_press", "%v must be longer than debounce %v", b.LongPress, b.Debounce)
+		}
+		d.validateSchedule(p+".schedule", b.Schedule)
 	}
 
 	names("relays", len(c.Relays), func(i int) string { return c.Relays[i].Name })
 	for i, r := range c.Relays {
 		p := fmt.Sprintf("relays[%d]", i)
-		pin(p+".pin", r.Pin)
+		switch {
+		case r.Pin != "" && r.URL != "":
+			d.errf(p+".url", "set either pin or url (an HTTP relay), not both")
+		case r.URL != "":
+			d.validateHTTPRelay(p, r)
+		default:
+			pin(p+".pin", r.Pin)
+			for _, k := range []struct{ key, value string }{{"user", r.User}, {"password", r.Password}, {"token", r.Token}} {
+				if k.value != "" {
+					d.errf(p+"."+k.key, "only an HTTP relay (url) takes credentials")
+				}
+			}
+		}
 		d.oneOf(p+".active", r.Active, "low", "high")
+		d.oneOf(p+".mode", r.Mode, "pulse", "latch")
 		d.positive(p+".max_on", r.MaxOn)
 		switch {
 		case r.Pulse <= 0:
@@ -134,6 +172,7 @@ func (d *decoder) validatePins(c *Config) {
 		d.oneOf(p+".active", in.Active, "low", "high")
 		d.oneOf(p+".pull", in.Pull, "up", "down", "none")
 		d.oneOf(p+".role", in.Role, "door_sensor", "exit_button", "tamper", "generic")
+		d.validateInputRole(p, in, c.Relays)
 	}
 
 	names("leds", len(c.LEDs), func(i int) string { return c.LEDs[i].Name })
@@ -141,6 +180,85 @@ func (d *decoder) validatePins(c *Config) {
 		p := fmt.Sprintf("leds[%d]", i)
 		pin(p+".pin", l.Pin)
 		d.oneOf(p+".active", l.Active, "low", "high")
+		d.oneOf(p+".role", l.Role, "status", "illumination")
+	}
+}
+
+// validateSchedule checks a button's day/night routing entries.
+func (d *decoder) validateSchedule(path string, entries []Schedule) {
+	for i, e := range entries {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		for j, day := range e.Days {
+			if _, err := parseDays([]string{day}); err != nil {
+				d.errf(fmt.Sprintf("%s.days[%d]", p, j), "%v", err)
+			}
+		}
+		switch {
+		case e.From == "" && e.To != "":
+			d.errf(p+".from", "required with to (leave both out for the whole day)")
+		case e.From != "" && e.To == "":
+			d.errf(p+".to", "required with from (leave both out for the whole day)")
+		case e.From != "":
+			_, errFrom := parseClock(e.From)
+			_, errTo := parseClock(e.To)
+			switch {
+			case errFrom != nil:
+				d.errf(p+".from", "%v", errFrom)
+			case errTo != nil:
+				d.errf(p+".to", "%v", errTo)
+			case e.From == e.To:
+				d.errf(p+".to", "same as from; leave both out for the whole day")
+			}
+		}
+		if len(e.Call) == 0 {
+			d.errf(p+".call", "at least one sip: or sips: URI is required")
+		}
+		for j, uri := range e.Call {
+			if err := checkURI(uri); err != nil {
+				d.errf(fmt.Sprintf("%s.call[%d]", p, j), "%v", err)
+			}
+		}
+		d.oneOf(p+".ring", e.Ring, "parallel", "sequential")
+	}
+}
+
+// validateHTTPRelay checks the keys of a relay driven over HTTP. Messages
+// never quote the URL or the credentials: they end up in logs.
+func (d *decoder) validateHTTPRelay(p string, r Relay) {
+	u, err := url.Parse(r.URL)
+	switch {
+	case err != nil:
+		d.errf(p+".url", "not a valid URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		d.errf(p+".url", "scheme must be http or https, got %q", u.Scheme)
+	case u.Host == "":
+		d.errf(p+".url", "has no host")
+	}
+	d.oneOf(p+".method", r.Method, "GET", "POST")
+	switch {
+	case r.Password != "" && r.User == "":
+		d.errf(p+".password", "needs user as well (HTTP basic auth)")
+	case r.User != "" && r.Token != "":
+		d.errf(p+".token", "use either user and password (basic auth) or token (bearer), not both")
+	}
+	if r.Mode == "latch" {
+		d.errf(p+".mode", "latch needs a pin: an HTTP relay can only be pulsed")
+	}
+}
+
+// validateInputRole checks the keys that belong to one input role.
+func (d *decoder) validateInputRole(p string, in Input, relays []Relay) {
+	d.nonNegative(p+".held_open", in.HeldOpen)
+	if in.BlockRelays && in.Role != "tamper" {
+		d.errf(p+".block_relays", "only a tamper input blocks relays; this one is %s", in.Role)
+	}
+	switch {
+	case in.Relay != "" && in.Role != "exit_button" && in.Role != "door_sensor":
+		d.errf(p+".relay", "only exit_button and door_sensor inputs name a relay; this one is %s", in.Role)
+	case in.Relay == "" && in.Role == "exit_button":
+		d.errf(p+".relay", "an exit_button opens a relay, and no relays are configured")
+	case in.Relay != "" && !slices.ContainsFunc(relays, func(r Relay) bool { return r.Name == in.Relay }):
+		d.errf(p+".relay", "no relay named %q", in.Relay)
 	}
 }
 
