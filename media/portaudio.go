@@ -3,8 +3,90 @@
 package media
 
 /*
-#cgo pkg-config: portaudio-2.0
+// dlopen moved into libc only in glibc 2.34; Raspberry Pi OS Bullseye has 2.31.
+#cgo LDFLAGS: -ldl
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <portaudio.h>
+
+// The PortAudio functions the Go code calls, resolved at run time by
+// ic_pa_load: the binary does not link libportaudio, and portaudio.h only
+// gives the types and constants.
+#define IC_PA_FUNCS(X) \
+	X(Pa_GetErrorText) \
+	X(Pa_GetLastHostErrorInfo) \
+	X(Pa_Initialize) \
+	X(Pa_Terminate) \
+	X(Pa_IsFormatSupported) \
+	X(Pa_GetDefaultInputDevice) \
+	X(Pa_GetDefaultOutputDevice) \
+	X(Pa_GetDeviceCount) \
+	X(Pa_GetDeviceInfo) \
+	X(Pa_GetHostApiInfo) \
+	X(Pa_OpenStream) \
+	X(Pa_StartStream) \
+	X(Pa_StopStream) \
+	X(Pa_CloseStream) \
+	X(Pa_ReadStream) \
+	X(Pa_WriteStream)
+
+#define IC_PA_FIELD(f) __typeof__(f) *f;
+typedef struct { IC_PA_FUNCS(IC_PA_FIELD) } ic_pa_table;
+
+static ic_pa_table ic_pa;
+
+// ic_pa_load opens the library name and resolves every function of
+// IC_PA_FUNCS. It returns 0, or -1 with dlerror's message in err and the
+// table as it was. Callers serialise it, so that dlerror's state is theirs.
+static int ic_pa_load(const char *name, char *err, size_t errlen) {
+	void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+	if (h == NULL) {
+		snprintf(err, errlen, "%s", dlerror());
+		return -1;
+	}
+	ic_pa_table t;
+	const char *sym;
+#define IC_PA_SYM(f) \
+	sym = #f; \
+	if ((*(void **)&t.f = dlsym(h, sym)) == NULL) goto missing;
+	IC_PA_FUNCS(IC_PA_SYM)
+	ic_pa = t;
+	return 0;
+missing:;
+	const char *msg = dlerror();
+	snprintf(err, errlen, "%s", msg != NULL ? msg : sym);
+	dlclose(h);
+	return -1;
+}
+
+// Go cannot call through a C function pointer: these wrappers do, and are
+// called only once ic_pa_load has succeeded.
+static const char *ic_Pa_GetErrorText(PaError code) { return ic_pa.Pa_GetErrorText(code); }
+static const PaHostErrorInfo *ic_Pa_GetLastHostErrorInfo(void) { return ic_pa.Pa_GetLastHostErrorInfo(); }
+static PaError ic_Pa_Initialize(void) { return ic_pa.Pa_Initialize(); }
+static PaError ic_Pa_Terminate(void) { return ic_pa.Pa_Terminate(); }
+static PaError ic_Pa_IsFormatSupported(const PaStreamParameters *in, const PaStreamParameters *out, double rate) {
+	return ic_pa.Pa_IsFormatSupported(in, out, rate);
+}
+static PaDeviceIndex ic_Pa_GetDefaultInputDevice(void) { return ic_pa.Pa_GetDefaultInputDevice(); }
+static PaDeviceIndex ic_Pa_GetDefaultOutputDevice(void) { return ic_pa.Pa_GetDefaultOutputDevice(); }
+static PaDeviceIndex ic_Pa_GetDeviceCount(void) { return ic_pa.Pa_GetDeviceCount(); }
+static const PaDeviceInfo *ic_Pa_GetDeviceInfo(PaDeviceIndex i) { return ic_pa.Pa_GetDeviceInfo(i); }
+static const PaHostApiInfo *ic_Pa_GetHostApiInfo(PaHostApiIndex i) { return ic_pa.Pa_GetHostApiInfo(i); }
+static PaError ic_Pa_OpenStream(PaStream **s, const PaStreamParameters *in, const PaStreamParameters *out,
+		double rate, unsigned long frames, PaStreamFlags flags, PaStreamCallback *cb, void *user) {
+	return ic_pa.Pa_OpenStream(s, in, out, rate, frames, flags, cb, user);
+}
+static PaError ic_Pa_StartStream(PaStream *s) { return ic_pa.Pa_StartStream(s); }
+static PaError ic_Pa_StopStream(PaStream *s) { return ic_pa.Pa_StopStream(s); }
+static PaError ic_Pa_CloseStream(PaStream *s) { return ic_pa.Pa_CloseStream(s); }
+static PaError ic_Pa_ReadStream(PaStream *s, void *buf, unsigned long frames) {
+	return ic_pa.Pa_ReadStream(s, buf, frames);
+}
+static PaError ic_Pa_WriteStream(PaStream *s, const void *buf, unsigned long frames) {
+	return ic_pa.Pa_WriteStream(s, buf, frames);
+}
 */
 import "C"
 
@@ -25,6 +107,11 @@ import (
 // of -race builds reject from the second stream on, and it keeps its
 // device cache and init count in unsynchronised globals. The few calls a
 // blocking mono stream needs are simpler to own.
+//
+// The library is loaded with dlopen when the program first initialises
+// PortAudio, not linked: a station on another backend then neither needs
+// libportaudio2 installed nor maps it and what it pulls in (ALSA, JACK,
+// libstdc++), megabytes of memory on a small board.
 
 // The portaudio backend drives a real sound card through PortAudio's
 // blocking streams: the card's clock paces Read and Write.
@@ -36,7 +123,7 @@ const defaultDevice = "default"
 // paError is a PortAudio error code.
 type paError C.PaError
 
-func (e paError) Error() string { return C.GoString(C.Pa_GetErrorText(C.PaError(e))) }
+func (e paError) Error() string { return C.GoString(C.ic_Pa_GetErrorText(C.PaError(e))) }
 
 // paErr turns a PortAudio result into an error, with the host API's own
 // message when PortAudio has none.
@@ -45,7 +132,7 @@ func paErr(code C.PaError) error {
 	case C.paNoError:
 		return nil
 	case C.paUnanticipatedHostError:
-		if info := C.Pa_GetLastHostErrorInfo(); info != nil && info.errorText != nil {
+		if info := C.ic_Pa_GetLastHostErrorInfo(); info != nil && info.errorText != nil {
 			return fmt.Errorf("%w: %s (%d)", paError(code), C.GoString(info.errorText), int(info.errorCode))
 		}
 	}
@@ -59,8 +146,31 @@ func paErr(code C.PaError) error {
 // Lock order: pa, then a stream's mu.
 var pa struct {
 	sync.Mutex
-	users   int // successful InitPortAudio calls not yet terminated
+	loaded  bool // the library is loaded and its functions resolved
+	users   int  // successful InitPortAudio calls not yet terminated
 	streams map[*paStream]struct{}
+}
+
+// paLibrary is the file dlopen loads PortAudio from; tests change it.
+var paLibrary = "libportaudio.so.2"
+
+// loadPortAudio loads the library and resolves the functions the backend
+// calls, once; pa must be held. InitPortAudio calls it, so every other
+// entry point, which needs pa.users > 0, finds the functions resolved. A
+// failure is not remembered: a later call tries again. The library stays
+// loaded, as PortAudio may be initialised again.
+func loadPortAudio() error {
+	if pa.loaded {
+		return nil
+	}
+	name := C.CString(paLibrary)
+	defer C.free(unsafe.Pointer(name))
+	var msg [512]C.char
+	if C.ic_pa_load(name, &msg[0], C.size_t(len(msg))) != 0 {
+		return fmt.Errorf("media: portaudio: load %s: %s (install libportaudio2)", paLibrary, C.GoString(&msg[0]))
+	}
+	pa.loaded = true
+	return nil
 }
 
 // InitPortAudio initialises PortAudio for the "portaudio" backend. The
@@ -73,7 +183,10 @@ var pa struct {
 func InitPortAudio() (terminate func() error, err error) {
 	pa.Lock()
 	defer pa.Unlock()
-	if err := paErr(C.Pa_Initialize()); err != nil {
+	if err := loadPortAudio(); err != nil {
+		return nil, err
+	}
+	if err := paErr(C.ic_Pa_Initialize()); err != nil {
 		return nil, fmt.Errorf("media: portaudio: initialise: %w", err)
 	}
 	pa.users++
@@ -98,7 +211,7 @@ func terminatePortAudio() error {
 		}
 		clear(pa.streams)
 	}
-	if err := paErr(C.Pa_Terminate()); err != nil {
+	if err := paErr(C.ic_Pa_Terminate()); err != nil {
 		errs = append(errs, fmt.Errorf("media: portaudio: terminate: %w", err))
 	}
 	return errors.Join(errs...)
@@ -141,7 +254,7 @@ func formatSupported(dev paDevice, input bool, rate int) bool {
 	if input {
 		in, out = params, nil
 	}
-	return C.Pa_IsFormatSupported(in, out, C.double(rate)) == C.paFormatIsSupported
+	return C.ic_Pa_IsFormatSupported(in, out, C.double(rate)) == C.paFormatIsSupported
 }
 
 // paDevice is what the backend needs to know of a PortAudio device.
@@ -166,11 +279,11 @@ func (d paDevice) params() *C.PaStreamParameters {
 // lookupDevice finds a device that can capture (input) or play by its
 // exact name; pa must be held.
 func lookupDevice(name string, input bool) (paDevice, error) {
-	dir, def := "output", C.Pa_GetDefaultOutputDevice()
+	dir, def := "output", C.ic_Pa_GetDefaultOutputDevice()
 	if input {
-		dir, def = "input", C.Pa_GetDefaultInputDevice()
+		dir, def = "input", C.ic_Pa_GetDefaultInputDevice()
 	}
-	n := C.Pa_GetDeviceCount()
+	n := C.ic_Pa_GetDeviceCount()
 	if n < 0 {
 		return paDevice{}, fmt.Errorf("media: portaudio: list devices: %w", paErr(C.PaError(n)))
 	}
@@ -179,7 +292,7 @@ func lookupDevice(name string, input bool) (paDevice, error) {
 		names []string
 	)
 	for i := range n {
-		info := C.Pa_GetDeviceInfo(i)
+		info := C.ic_Pa_GetDeviceInfo(i)
 		if info == nil {
 			continue
 		}
@@ -218,14 +331,14 @@ func PortAudioDevices() ([]AudioDevice, error) {
 	if pa.users == 0 {
 		return nil, errNotInitialised
 	}
-	n := C.Pa_GetDeviceCount()
+	n := C.ic_Pa_GetDeviceCount()
 	if n < 0 {
 		return nil, fmt.Errorf("media: portaudio: list devices: %w", paErr(C.PaError(n)))
 	}
-	defIn, defOut := C.Pa_GetDefaultInputDevice(), C.Pa_GetDefaultOutputDevice()
+	defIn, defOut := C.ic_Pa_GetDefaultInputDevice(), C.ic_Pa_GetDefaultOutputDevice()
 	devs := make([]AudioDevice, 0, n)
 	for i := range n {
-		info := C.Pa_GetDeviceInfo(i)
+		info := C.ic_Pa_GetDeviceInfo(i)
 		if info == nil {
 			continue
 		}
@@ -237,7 +350,7 @@ func PortAudioDevices() ([]AudioDevice, error) {
 			DefaultInput:      i == defIn,
 			DefaultOutput:     i == defOut,
 		}
-		if api := C.Pa_GetHostApiInfo(info.hostApi); api != nil {
+		if api := C.ic_Pa_GetHostApiInfo(info.hostApi); api != nil {
 			d.HostAPI = C.GoString(api.name)
 		}
 		devs = append(devs, d)
@@ -302,12 +415,12 @@ func (b *paBackend) open(f Format, name string, input bool) (*paStream, error) {
 			"device", dev.name, "dir", s.dir, "rate", f.SampleRate, "device_rate", rate)
 	}
 	var st unsafe.Pointer
-	code := C.Pa_OpenStream(&st, in, out, C.double(rate), C.ulong(frames), C.paNoFlag, nil, nil)
+	code := C.ic_Pa_OpenStream(&st, in, out, C.double(rate), C.ulong(frames), C.paNoFlag, nil, nil)
 	if err := paErr(code); err != nil {
 		return nil, fmt.Errorf("media: portaudio: open %s device %q: %w", s.dir, dev.name, err)
 	}
-	if err := paErr(C.Pa_StartStream(st)); err != nil {
-		C.Pa_CloseStream(st)
+	if err := paErr(C.ic_Pa_StartStream(st)); err != nil {
+		C.ic_Pa_CloseStream(st)
 		return nil, fmt.Errorf("media: portaudio: start %s device %q: %w", s.dir, dev.name, err)
 	}
 	s.st = st
@@ -370,9 +483,9 @@ func (s *paStream) transferLocked(frame []int16, input bool) error {
 	}
 	var code, xrun C.PaError
 	if input {
-		code, xrun = C.Pa_ReadStream(s.st, unsafe.Pointer(&frame[0]), C.ulong(len(frame))), C.paInputOverflowed
+		code, xrun = C.ic_Pa_ReadStream(s.st, unsafe.Pointer(&frame[0]), C.ulong(len(frame))), C.paInputOverflowed
 	} else {
-		code, xrun = C.Pa_WriteStream(s.st, unsafe.Pointer(&frame[0]), C.ulong(len(frame))), C.paOutputUnderflowed
+		code, xrun = C.ic_Pa_WriteStream(s.st, unsafe.Pointer(&frame[0]), C.ulong(len(frame))), C.paOutputUnderflowed
 	}
 	if code == xrun {
 		if s.xruns.Add(1) == 1 {
@@ -407,8 +520,8 @@ func (s *paStream) shut() error {
 		s.log.Info("media: portaudio: stream closed after xruns", "device", s.device, "dir", s.dir, "xruns", n)
 	}
 	// Stop lets queued output play out; Close frees the stream either way.
-	err := paErr(C.Pa_StopStream(st))
-	if cerr := paErr(C.Pa_CloseStream(st)); err == nil {
+	err := paErr(C.ic_Pa_StopStream(st))
+	if cerr := paErr(C.ic_Pa_CloseStream(st)); err == nil {
 		err = cerr
 	}
 	if err != nil {

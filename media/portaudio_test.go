@@ -311,6 +311,51 @@ func TestPortAudioInitAndTerminate(t *testing.T) {
 	}
 }
 
+// Without libportaudio2 (or with a library that lacks a function) the
+// station gets an error that says what to install, and can load PortAudio
+// once it is there.
+func TestPortAudioLibraryMissing(t *testing.T) {
+	needPulse(t)
+	for _, tc := range []struct{ lib, want string }{
+		{"libportaudio-missing.so.2", "media: portaudio: load libportaudio-missing.so.2: libportaudio-missing.so.2: cannot open shared object file"},
+		{"libc.so.6", "undefined symbol: Pa_GetErrorText (install libportaudio2)"},
+	} {
+		loadFrom(t, tc.lib)
+		for range 2 { // a failure is not remembered as a success
+			terminate, err := InitPortAudio()
+			if err == nil || terminate != nil || !strings.Contains(err.Error(), tc.want) || !strings.HasSuffix(err.Error(), "(install libportaudio2)") {
+				t.Fatalf("InitPortAudio with %s = %v, %v; want an error containing %q", tc.lib, terminate != nil, err, tc.want)
+			}
+		}
+		if _, err := PortAudioDevices(); !errors.Is(err, errNotInitialised) {
+			t.Errorf("PortAudioDevices after a failed load: %v, want errNotInitialised", err)
+		}
+	}
+	loadFrom(t, "libportaudio.so.2")
+	initPA(t)
+	if _, err := PortAudioDevices(); err != nil {
+		t.Errorf("PortAudioDevices after loading the real library: %v", err)
+	}
+}
+
+// loadFrom makes the next InitPortAudio load PortAudio from lib, as if for
+// the first time, until the test ends.
+func loadFrom(t *testing.T, lib string) {
+	t.Helper()
+	pa.Lock()
+	defer pa.Unlock()
+	if pa.users != 0 {
+		t.Fatalf("PortAudio still initialised %d times", pa.users)
+	}
+	old := paLibrary
+	paLibrary, pa.loaded = lib, false
+	t.Cleanup(func() {
+		pa.Lock()
+		defer pa.Unlock()
+		paLibrary, pa.loaded = old, false
+	})
+}
+
 func TestPortAudioDevices(t *testing.T) {
 	needPulse(t)
 	if _, err := PortAudioDevices(); err == nil || !strings.Contains(err.Error(), "InitPortAudio") {
