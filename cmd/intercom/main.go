@@ -51,6 +51,8 @@ const usage = `usage:
   intercom config check PATH           validate a config file
   intercom config show [-config PATH]  print the effective config, secrets masked
   intercom version                     print version, commit, Go version, platform
+  intercom doctor [-config PATH]       check config, clock, network, registrar, sound
+                                       devices and GPIO lines; one line per check
   intercom gpio list [-sim]            list the board's GPIO lines
   intercom gpio watch [-sim] [-pull up|down|none] [-active low|high] PIN
                                        print debounced changes of an input
@@ -80,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return audioCmd(rest, stdout, stderr)
 	case "gpio":
 		return gpioCmd(rest, stdout, stderr)
+	case "doctor":
+		return doctorCmd(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
