@@ -615,13 +615,20 @@ func (s *Station) onDigit(gen uint64, d rune) {
 	switch v {
 	case opened:
 		s.log.Info("door code accepted", "relay", relay)
-		if err := s.openDoor(relay, 0, "dtmf"); err != nil {
-			s.doorRefused(err)
-			return
+		done := func(err error) {
+			switch {
+			case err != nil:
+				s.doorRefused(err)
+			case gen != s.gen: // the call ended while a remote relay switched
+			default:
+				s.tone(tone.DoorOpened())
+				if d := s.cfg.Calls.HangupAfterDoorOpen; d > 0 {
+					s.after(d, gen, func() { s.endCall("door opened", true) })
+				}
+			}
 		}
-		s.tone(tone.DoorOpened())
-		if d := s.cfg.Calls.HangupAfterDoorOpen; d > 0 {
-			s.after(d, gen, func() { s.endCall("door opened", true) })
+		if err := s.openDoorThen(relay, 0, "dtmf", done); err != nil {
+			done(err)
 		}
 	case rejected:
 		s.metrics.codesRejected.Add(1)
@@ -668,18 +675,14 @@ func (s *Station) tone(spec tone.Spec) {
 	}
 }
 
+// openDoor opens the door on relay name for d, its pulse when 0; a remote
+// relay's late failure becomes an error event.
 func (s *Station) openDoor(name string, d time.Duration, source string) error {
-	r, ok := s.relays[name]
-	if !ok {
-		return fmt.Errorf("relay %q: %w", name, api.ErrNotFound)
-	}
-	pulse := s.relayPulse(name)
-	if d == 0 {
-		d = pulse
-	}
-	if on, err := s.switchRelay(name, r, d, source); err != nil || !on {
-		return err
-	}
+	return s.openDoorThen(name, d, source, nil)
+}
+
+// doorOpened records a door opening on relay name for d.
+func (s *Station) doorOpened(name string, d time.Duration, source string) {
 	s.metrics.doorsOpened.Add(1)
 	s.emit("door_opened", map[string]any{"relay": name, "source": source})
 	s.doorOpenTill = s.clock.Now().Add(d)
@@ -688,7 +691,6 @@ func (s *Station) openDoor(name string, d time.Duration, source string) error {
 	}
 	s.doorTimer = s.clock.AfterFunc(d, func() { s.post(s.updateLEDs) })
 	s.updateLEDs()
-	return nil
 }
 
 func (s *Station) relayPulse(name string) time.Duration {

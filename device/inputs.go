@@ -46,11 +46,13 @@ type roles struct {
 	// unlockedTill is, per relay, when the window in which a door may open
 	// without an alarm ends.
 	unlockedTill map[string]time.Time
+	// switching holds the remote relays whose request is running.
+	switching map[string]bool
 }
 
 // initRoles checks the role inputs' and latch relays' wiring.
 func (s *Station) initRoles() error {
-	s.roles = &roles{inputs: map[string]*roleInput{}, unlockedTill: map[string]time.Time{}}
+	s.roles = &roles{inputs: map[string]*roleInput{}, unlockedTill: map[string]time.Time{}, switching: map[string]bool{}}
 	for _, ic := range s.cfg.Inputs {
 		if ic.Relay != "" {
 			if _, ok := s.relays[ic.Relay]; !ok {
@@ -111,8 +113,13 @@ func (s *Station) onRoleInput(c gpio.Change) {
 	case "exit_button":
 		if c.Active {
 			s.log.Info("exit button pressed", "input", c.Name, "relay", ri.cfg.Relay)
-			if err := s.openDoor(ri.cfg.Relay, 0, sourceExitButton); err != nil {
-				s.fail("exit button "+c.Name, err)
+			failed := func(err error) {
+				if err != nil {
+					s.fail("exit button "+c.Name, err)
+				}
+			}
+			if err := s.openDoorThen(ri.cfg.Relay, 0, sourceExitButton, failed); err != nil {
+				failed(err)
 			}
 		}
 	case "tamper":
@@ -220,32 +227,111 @@ func (s *Station) blockedBy() string {
 	return by[0]
 }
 
-// switchRelay drives relay name for a door opening of d: a pulse, or a
-// toggle for a latch relay. It reports whether the relay is now on; an
-// opening that a tamper input blocks fails with errBlocked and an alarm.
-// Switching a latched relay off is never blocked: it locks the door.
-func (s *Station) switchRelay(name string, r Relay, d time.Duration, source string) (bool, error) {
-	latch := s.relayMode(name) == "latch"
-	if by := s.blockedBy(); by != "" && source != sourceExitButton && !(latch && r.Active()) {
-		s.log.Warn("relay opening refused: tamper input active", "relay", name, "source", source, "input", by)
-		s.alarm(by, "relay_blocked", map[string]any{"relay": name, "source": source})
-		return false, fmt.Errorf("device: relay %q: %w: tamper input %q is active (block_relays): %w", name, errBlocked, by, api.ErrConflict)
+// openDoorThen opens the door on relay name for d, its pulse when 0. A
+// failure found before the relay switches is returned and then is not
+// called. Otherwise then, when not nil, runs once on the loop with the
+// outcome: before openDoorThen returns for a pin relay, when the request
+// ends for a remote one, which is switched off the loop so that a slow
+// relay device never stalls the station. A remote failure without then
+// becomes an error event. An opening of a remote relay whose request is
+// still running is dropped: the running one opens the door.
+func (s *Station) openDoorThen(name string, d time.Duration, source string, then func(error)) error {
+	r, ok := s.relays[name]
+	if !ok {
+		return fmt.Errorf("relay %q: %w", name, api.ErrNotFound)
 	}
+	if d == 0 {
+		d = s.relayPulse(name)
+	}
+	latch := s.relayMode(name) == "latch"
+	if err := s.checkBlocked(name, r, latch, source); err != nil {
+		return err
+	}
+	finish := func(on bool, err error) {
+		if err == nil {
+			s.relaySwitched(name, d, on, source)
+		}
+		switch {
+		case then != nil:
+			then(err)
+		case err != nil:
+			s.fail("open door", err)
+		}
+	}
+	if !s.remoteRelay(name) {
+		on, err := switchRelay(name, r, latch, d)
+		if err != nil {
+			return err
+		}
+		finish(on, nil)
+		return nil
+	}
+	if s.roles.switching[name] {
+		s.log.Info("door opening ignored: relay request already running", "relay", name, "source", source)
+		return nil
+	}
+	s.roles.switching[name] = true
+	s.wg.Go(func() {
+		on, err := switchRelay(name, r, latch, d)
+		s.post(func() {
+			delete(s.roles.switching, name)
+			finish(on, err)
+		})
+	})
+	return nil
+}
+
+// remoteRelay reports whether relay name is switched over the network (it
+// has a url): its request may take seconds, pins switch at once.
+func (s *Station) remoteRelay(name string) bool {
+	for _, r := range s.cfg.Relays {
+		if r.Name == name {
+			return r.URL != ""
+		}
+	}
+	return false
+}
+
+// checkBlocked refuses an opening that a tamper input blocks, with
+// errBlocked and an alarm. Switching a latched relay off is never blocked:
+// it locks the door.
+func (s *Station) checkBlocked(name string, r Relay, latch bool, source string) error {
+	by := s.blockedBy()
+	if by == "" || source == sourceExitButton || (latch && r.Active()) {
+		return nil
+	}
+	s.log.Warn("relay opening refused: tamper input active", "relay", name, "source", source, "input", by)
+	s.alarm(by, "relay_blocked", map[string]any{"relay": name, "source": source})
+	return fmt.Errorf("device: relay %q: %w: tamper input %q is active (block_relays): %w", name, errBlocked, by, api.ErrConflict)
+}
+
+// switchRelay drives relay name for a door opening of d: a pulse, or a
+// toggle for a latch relay. It reports whether the relay is now on. It
+// touches only the relay, so it may run off the loop.
+func switchRelay(name string, r Relay, latch bool, d time.Duration) (bool, error) {
 	if latch {
 		if err := r.(toggler).Toggle(); err != nil {
 			return false, fmt.Errorf("device: toggle relay %q: %w", name, err)
 		}
-		if !r.Active() {
-			s.log.Info("latched relay switched off", "relay", name, "source", source)
-			s.doorOpenTill = s.clock.Now()
-			s.updateLEDs()
-			return false, nil
-		}
-	} else if err := r.Pulse(d); err != nil {
+		return r.Active(), nil
+	}
+	if err := r.Pulse(d); err != nil {
 		return false, fmt.Errorf("device: pulse relay %q: %w", name, err)
 	}
-	s.roles.unlockedTill[name] = s.clock.Now().Add(d + unlockGrace)
 	return true, nil
+}
+
+// relaySwitched records a relay switched for a door opening of d: the door
+// opened when on, a latched relay locked it again otherwise.
+func (s *Station) relaySwitched(name string, d time.Duration, on bool, source string) {
+	if !on {
+		s.log.Info("latched relay switched off", "relay", name, "source", source)
+		s.doorOpenTill = s.clock.Now()
+		s.updateLEDs()
+		return
+	}
+	s.roles.unlockedTill[name] = s.clock.Now().Add(d + unlockGrace)
+	s.doorOpened(name, d, source)
 }
 
 func (s *Station) relayMode(name string) string {
