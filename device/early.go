@@ -35,6 +35,7 @@ type earlyRun struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error // valid once done is closed
+	ended  bool  // its target gave up: never adopted; guarded by earlyStream.mu
 
 	mu      sync.Mutex
 	onDigit func(rune) // the answered call's, once it adopts this run
@@ -62,7 +63,7 @@ func (e *earlyStream) playEarly(ctx context.Context, ans sipagent.MediaAnswer) f
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	prev := e.cur
-	if prev != nil && prev.ans == ans {
+	if prev != nil && prev.ans == ans && !prev.ended {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -96,7 +97,7 @@ func (e *earlyStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit
 	e.mu.Lock()
 	r := e.cur
 	e.mu.Unlock()
-	if r == nil || r.ans != ans {
+	if r == nil || r.ans != ans || r.ended {
 		return e.runAfter(ctx, r, ans, onDigit)
 	}
 	r.mu.Lock()
@@ -115,10 +116,22 @@ func (e *earlyStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit
 // not start the local tone on top of it.
 func (e *earlyStream) StartRingback() {
 	e.mu.Lock()
-	early := e.cur != nil
+	early := e.cur != nil && !e.cur.ended
 	e.mu.Unlock()
 	if !early {
 		e.Stream.StartRingback()
+	}
+}
+
+// endEarly stops the early media of a target that gave up without
+// answering, so that the next target's ringing brings our ringback back.
+// It does not wait: the next Run waits for the stopped one and rearms.
+func (e *earlyStream) endEarly() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r := e.cur; r != nil && !r.ended {
+		r.ended = true
+		r.cancel()
 	}
 }
 

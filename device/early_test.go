@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,7 +43,11 @@ func (m *rearmMedia) Open(netip.Addr) (Stream, error) { return m.stream, nil }
 
 // earlyHarness is a harness whose stream can Rearm.
 func earlyHarness(t *testing.T) (*harness, *rearmStream) {
-	h := newHarness(t, testYAML)
+	return earlyHarnessWith(t, testYAML)
+}
+
+func earlyHarnessWith(t *testing.T, yaml string) (*harness, *rearmStream) {
+	h := newHarness(t, yaml)
 	rs := &rearmStream{fakeStream: h.stream, exited: make(chan sipagent.MediaAnswer, 4)}
 	if err := h.st.do(context.Background(), func() error {
 		h.st.media = &rearmMedia{fakeMedia: h.st.media.(*fakeMedia), stream: rs}
@@ -198,5 +203,47 @@ func TestEarlyMediaWithoutRearmFailsTheMovedCall(t *testing.T) {
 	}
 	if err := (&earlyStream{Stream: h.stream}).rearm(); err == nil || errors.Is(err, context.Canceled) {
 		t.Errorf("rearm of a stream without Rearm: %v", err)
+	}
+}
+
+func TestRingbackReturnsAfterAnEarlyMediaTargetGivesUp(t *testing.T) {
+	h, rs := earlyHarnessWith(t, strings.Replace(testYAML, `"sip:202@pbx"]}`, `"sip:202@pbx"], ring: sequential}`, 1))
+	if err := h.st.PressButton(context.Background(), "bell"); err != nil {
+		t.Fatal(err)
+	}
+	first := <-h.phone.reqs
+	first.OnEarlyMedia(first.Targets[0], newFakeCall("201").Media())
+	<-h.stream.running
+	h.phone.results <- dialResult{err: &sipagent.StatusError{Code: 486, Reason: "Busy Here"}}
+	second := <-h.phone.reqs
+	if second.Targets[0] != "sip:202@pbx" {
+		t.Fatalf("second attempt %q", second.Targets)
+	}
+	select {
+	case <-rs.exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first target's early media still runs")
+	}
+	second.OnRinging(second.Targets[0])
+	h.expectEvent("ringing")
+	h.stream.mu.Lock()
+	ringing := h.stream.ringing
+	h.stream.mu.Unlock()
+	if !ringing {
+		t.Fatal("no local ringback while the next target rings")
+	}
+	// The next target's own early media, though the same as the first's,
+	// runs the stream again rather than adopting the stopped run.
+	second.OnEarlyMedia(second.Targets[0], newFakeCall("201").Media())
+	<-h.stream.running
+	h.phone.results <- dialResult{call: newFakeCall("201")}
+	h.expectEvent("answered")
+	select {
+	case ans := <-rs.exited:
+		t.Fatalf("media for %v ended during the answered call", ans.Remote)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if got := h.callState(); got != "active" {
+		t.Fatalf("call state %q", got)
 	}
 }

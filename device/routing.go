@@ -192,6 +192,7 @@ func (s *Station) ringFailed(gen uint64, err error) {
 	out.errs = append(out.errs, err)
 	if out.next < len(out.groups) {
 		s.log.Info("no answer, ringing the next target", "err", err, "next", out.groups[out.next])
+		out.stream.endEarly()
 		s.ringNext(gen)
 		return
 	}
