@@ -139,6 +139,38 @@ type Config struct {
 	Clock   clock.Clock
 	Logger  *slog.Logger
 	Version string
+	// Prompts replace the generated feedback tones, e.g. with recordings.
+	Prompts Prompts
+}
+
+// Prompts are what the door plays for each outcome; a zero Spec is the
+// generated tone.
+type Prompts struct {
+	DoorOpened, Rejected, Busy, Unreachable tone.Spec
+}
+
+// withDefaults fills each zero Spec with its generated tone and checks
+// the others, so that a bad prompt fails at start, not at the door.
+func (p Prompts) withDefaults() (Prompts, error) {
+	for _, f := range []struct {
+		name string
+		spec *tone.Spec
+		def  func() tone.Spec
+	}{
+		{"door_opened", &p.DoorOpened, tone.DoorOpened},
+		{"rejected", &p.Rejected, tone.Rejected},
+		{"busy", &p.Busy, tone.Busy},
+		{"unreachable", &p.Unreachable, tone.Unreachable},
+	} {
+		if len(f.spec.Steps) == 0 && len(f.spec.Samples) == 0 {
+			*f.spec = f.def()
+			continue
+		}
+		if err := f.spec.Validate(); err != nil {
+			return Prompts{}, fmt.Errorf("device: prompt %s: %w", f.name, err)
+		}
+	}
+	return p, nil
 }
 
 type callState int
@@ -170,6 +202,7 @@ type Station struct {
 	clock   clock.Clock
 	log     *slog.Logger
 	version string
+	prompts Prompts
 	started time.Time
 	bus     *bus
 	metrics *counters
@@ -208,6 +241,10 @@ func New(cfg Config) (*Station, error) {
 		sim: cfg.SimPins, audio: cfg.Audio, clock: cfg.Clock, log: cfg.Logger, version: cfg.Version,
 		bus: newBus(), metrics: &counters{}, loop: make(chan func(), 64),
 		done: make(chan struct{}), running: make(chan struct{}),
+	}
+	var err error
+	if s.prompts, err = cfg.Prompts.withDefaults(); err != nil {
+		return nil, err
 	}
 	if s.clock == nil {
 		s.clock = clock.Real{}
@@ -621,7 +658,7 @@ func (s *Station) onDigit(gen uint64, d rune) {
 				s.doorRefused(err)
 			case gen != s.gen: // the call ended while a remote relay switched
 			default:
-				s.tone(tone.DoorOpened())
+				s.tone(s.prompts.DoorOpened)
 				if d := s.cfg.Calls.HangupAfterDoorOpen; d > 0 {
 					s.after(d, gen, func() { s.endCall("door opened", true) })
 				}
@@ -634,23 +671,30 @@ func (s *Station) onDigit(gen uint64, d rune) {
 		s.metrics.codesRejected.Add(1)
 		s.log.Info("wrong door code")
 		s.emit("code_rejected", map[string]any{"reason": "wrong code"})
-		s.tone(tone.Rejected())
+		s.tone(s.prompts.Rejected)
 	case lockedOut:
 		s.metrics.codesRejected.Add(1)
 		s.metrics.lockouts.Add(1)
 		s.log.Warn("door code lockout", "for", s.cfg.Door.Lockout.For)
 		s.emit("code_rejected", map[string]any{"reason": "wrong code"})
 		s.emit("lockout", map[string]any{"for": s.cfg.Door.Lockout.For.String()})
-		s.tone(tone.Rejected())
+		s.tone(s.prompts.Rejected)
 	case whileLocked:
 		s.metrics.codesRejected.Add(1)
 		s.emit("code_rejected", map[string]any{"reason": "locked out"})
-		s.tone(tone.Rejected())
+		s.tone(s.prompts.Rejected)
 	}
 }
 
 // failureToneFor is how long the visitor hears why nobody answered.
 const failureToneFor = 3 * time.Second
+
+// announceFor is how long a failure prompt may play: a generated tone
+// repeats, and stops after failureToneFor; a recording ends by itself and
+// is not cut short, the extra second covering the sound card's latency.
+func announceFor(spec tone.Spec) time.Duration {
+	return max(failureToneFor, time.Duration(len(spec.Samples))*time.Second/tone.SampleRate+time.Second)
+}
 
 // announceFailure tells the visitor at the door that the flat is busy or
 // could not be reached; a call the station hung up itself stays silent.
@@ -659,9 +703,9 @@ func (s *Station) announceFailure(err error) {
 	switch {
 	case errors.Is(err, context.Canceled):
 	case errors.As(err, &se) && (se.Code == 486 || se.Code == 600 || se.Code == 603):
-		s.media.Announce(tone.Busy(), failureToneFor)
+		s.media.Announce(s.prompts.Busy, announceFor(s.prompts.Busy))
 	default:
-		s.media.Announce(tone.Unreachable(), failureToneFor)
+		s.media.Announce(s.prompts.Unreachable, announceFor(s.prompts.Unreachable))
 	}
 }
 

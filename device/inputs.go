@@ -10,7 +10,6 @@ import (
 	"intercom/device/config"
 	"intercom/gpio"
 	"intercom/internal/clock"
-	"intercom/media/tone"
 )
 
 // unlockGrace is how long after a relay's pulse ended a door may still open
@@ -351,7 +350,7 @@ func (s *Station) doorRefused(err error) {
 	}
 	s.metrics.codesRejected.Add(1)
 	s.emit("code_rejected", map[string]any{"reason": "relays blocked by tamper"})
-	s.tone(tone.Rejected())
+	s.tone(s.prompts.Rejected)
 }
 
 // inputStatus reports one input for GET /api/v1/status.

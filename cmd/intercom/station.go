@@ -28,6 +28,7 @@ import (
 	"intercom/media"
 	"intercom/media/dsp"
 	"intercom/media/tone"
+	"intercom/media/wav"
 	"intercom/sipagent"
 )
 
@@ -134,6 +135,10 @@ func runStation(path string, stderr io.Writer) error {
 	if err != nil {
 		return usageError{fmt.Errorf("audio.ringback: %w", err)}
 	}
+	prompts, err := loadPrompts(cfg.Audio.Prompts)
+	if err != nil {
+		return usageError{err}
+	}
 	rtpMedia := &device.RTPMedia{
 		Backend: backend, Jitter: media.JitterConfig{Min: cfg.Audio.Jitter.Min, Max: cfg.Audio.Jitter.Max},
 		Ptime: cfg.Audio.Ptime, MicGain: micGain, SpeakerGain: speakerGain,
@@ -150,7 +155,7 @@ func runStation(path string, stderr io.Writer) error {
 		Media:   rtpMedia,
 		MediaIP: listenIP(cfg.SIP.Listen),
 		Relays:  relays, LEDs: leds, Buttons: buttons, Inputs: inputs, SimPins: simPins, Audio: health,
-		Logger: log.With("component", "device"), Version: version,
+		Logger: log.With("component", "device"), Version: version, Prompts: prompts,
 	})
 	if err != nil {
 		return err
@@ -194,6 +199,69 @@ func runStation(path string, stderr io.Writer) error {
 	}
 	log.Info("door station stopped")
 	return errors.Join(stationErr, agentErr)
+}
+
+// maxPrompt bounds a recorded prompt: the visitor waits through it, and a
+// longer file is most likely the wrong one.
+const maxPrompt = 10 * time.Second
+
+// loadPrompts reads the configured prompt recordings; a key left empty
+// keeps the device's generated tone.
+func loadPrompts(p config.Prompts) (device.Prompts, error) {
+	var out device.Prompts
+	for _, f := range []struct {
+		key, path string
+		spec      *tone.Spec
+	}{
+		{"audio.prompts.door_opened", p.DoorOpened, &out.DoorOpened},
+		{"audio.prompts.rejected", p.Rejected, &out.Rejected},
+		{"audio.prompts.busy", p.Busy, &out.Busy},
+		{"audio.prompts.unreachable", p.Unreachable, &out.Unreachable},
+	} {
+		if f.path == "" {
+			continue
+		}
+		samples, err := loadPrompt(f.path)
+		if err != nil {
+			return device.Prompts{}, fmt.Errorf("%s: %w", f.key, err)
+		}
+		*f.spec = tone.Spec{Samples: samples}
+	}
+	return out, nil
+}
+
+// loadPrompt reads a WAV file the door can play as it is: 8 kHz mono
+// 16-bit PCM, the rate of G.711, so that no resampling happens per call.
+func loadPrompt(path string) ([]int16, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	info, err := wav.Parse(f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if info.Format != 1 || info.BitsPerSample != 16 || info.Channels != 1 || info.SampleRate != tone.SampleRate {
+		pcm := ""
+		if info.Format != 1 {
+			pcm = fmt.Sprintf(", not PCM (format %d)", info.Format)
+		}
+		return nil, fmt.Errorf("%s is %d Hz, %d channels, %d bits%s; prompts must be 8 kHz mono 16-bit PCM, convert with: sox in.wav -r 8000 -c 1 -b 16 out.wav",
+			path, info.SampleRate, info.Channels, info.BitsPerSample, pcm)
+	}
+	if info.DataSize < 2 {
+		return nil, fmt.Errorf("%s holds no audio", path)
+	}
+	if d := time.Duration(info.DataSize/2) * time.Second / tone.SampleRate; d > maxPrompt {
+		return nil, fmt.Errorf("%s: %v long, at most %v (trim it, e.g. sox in.wav out.wav trim 0 %d)", path, d, maxPrompt, int(maxPrompt.Seconds()))
+	}
+	samples, _, err := wav.ReadFile(path)
+	return samples, err
 }
 
 // closingRelay is a relay the station drives and main releases on exit.

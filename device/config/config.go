@@ -194,7 +194,17 @@ type Audio struct {
 	Ringback string `yaml:"ringback"`
 	// EchoSuppression attenuates the microphone while the far end talks,
 	// for stations whose speaker and microphone sit close together.
-	EchoSuppression bool `yaml:"echo_suppression"`
+	EchoSuppression bool    `yaml:"echo_suppression"`
+	Prompts         Prompts `yaml:"prompts"`
+}
+
+// Prompts are recorded WAV files (8 kHz mono 16-bit) the door plays
+// instead of its generated tones; an empty path keeps the tone.
+type Prompts struct {
+	DoorOpened  string `yaml:"door_opened"`
+	Rejected    string `yaml:"rejected"`
+	Busy        string `yaml:"busy"`
+	Unreachable string `yaml:"unreachable"`
 }
 
 // Jitter bounds the jitter buffer's delay.

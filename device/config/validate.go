@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -336,6 +337,18 @@ func (d *decoder) validateAudio(a *Audio) {
 	}
 	if _, err := tone.ParseCadence(a.Ringback); err != nil {
 		d.errf("audio.ringback", "%v", err)
+	}
+	// The files are read when the station starts, on the device; here only
+	// what is wrong wherever the config is checked.
+	for _, p := range []struct{ path, value string }{
+		{"audio.prompts.door_opened", a.Prompts.DoorOpened},
+		{"audio.prompts.rejected", a.Prompts.Rejected},
+		{"audio.prompts.busy", a.Prompts.Busy},
+		{"audio.prompts.unreachable", a.Prompts.Unreachable},
+	} {
+		if p.value != "" && !strings.EqualFold(filepath.Ext(p.value), ".wav") {
+			d.errf(p.path, "must be the path of a .wav file (8 kHz mono 16-bit) or empty for the generated tone, got %q", p.value)
+		}
 	}
 	// Beyond these bounds it is a typo, not a gain: it silences everything or
 	// drives the soft limiter flat (the bounds of media/dsp).

@@ -27,14 +27,15 @@ type step struct {
 // phase stays continuous however the output is cut into frames. It is not
 // safe for concurrent use.
 type Generator struct {
-	steps  []step
-	repeat bool
+	steps   []step
+	samples []int16 // a recording, played instead of steps
+	repeat  bool
 
 	// phasor of each oscillator of the current step
 	re, im []float64
 
 	cur  int // index of the current step
-	pos  int // samples of it already produced
+	pos  int // samples of it, or of the recording, already produced
 	done bool
 }
 
@@ -43,7 +44,7 @@ func New(s Spec) (*Generator, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Generator{steps: make([]step, len(s.Steps)), repeat: s.Repeat}
+	g := &Generator{steps: make([]step, len(s.Steps)), samples: s.Samples, repeat: s.Repeat}
 	peak := math.MaxInt16 * math.Pow(10, s.Level/20)
 	maxFreqs := 0
 	for i, st := range s.Steps {
@@ -87,6 +88,10 @@ func (g *Generator) Read(frame []int16) error {
 }
 
 func (g *Generator) fill(out []int16) {
+	if g.samples != nil {
+		g.play(out)
+		return
+	}
 	for len(out) > 0 && !g.done {
 		st := &g.steps[g.cur]
 		if g.pos < st.on {
@@ -102,6 +107,21 @@ func (g *Generator) fill(out []int16) {
 		}
 		if g.pos == st.on+st.off {
 			g.next()
+		}
+	}
+	clear(out)
+}
+
+// play copies the next len(out) samples of the recording, then silence
+// once a recording without Repeat is done.
+func (g *Generator) play(out []int16) {
+	for len(out) > 0 && !g.done {
+		n := copy(out, g.samples[g.pos:])
+		out = out[n:]
+		g.pos += n
+		if g.pos == len(g.samples) {
+			g.pos = 0
+			g.done = !g.repeat
 		}
 	}
 	clear(out)

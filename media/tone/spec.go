@@ -1,7 +1,8 @@
 // Package tone generates the call-progress and feedback tones a door station
 // plays (ringback, busy, unreachable, door opened, code rejected) as 8 kHz
-// int16 frames, and mixes them over a stream of frames. Nothing is read
-// from files: every tone is described by a Spec and synthesised.
+// int16 frames, and mixes them over a stream of frames. A tone is described
+// by a Spec and synthesised, or is a recording the caller has already
+// decoded to 8 kHz samples; this package reads no files.
 package tone
 
 import (
@@ -37,12 +38,18 @@ type Step struct {
 	On, Off time.Duration
 }
 
-// Spec describes a tone: its steps play in order, once or, with Repeat,
-// until the tone is stopped.
+// Spec describes a tone: its steps, or its recorded samples, play in
+// order, once or, with Repeat, until the tone is stopped. A Spec has
+// either Steps or Samples, never both.
 type Spec struct {
 	Steps []Step
+	// Samples is a recording at SampleRate, mono, played as it is: a
+	// prompt that replaces a generated tone. Players only read it, so
+	// one slice may back many Generators.
+	Samples []int16
 	// Level is the tone's peak in dBFS, from MinLevel to 0. The
 	// frequencies of a step share it equally, so their sum never clips.
+	// It applies to Steps only.
 	Level  float64
 	Repeat bool
 }
@@ -59,7 +66,12 @@ func (s Spec) validate() error {
 	if math.IsNaN(s.Level) || s.Level > 0 || s.Level < MinLevel {
 		return fmt.Errorf("level %g dBFS is outside %g..0", s.Level, MinLevel)
 	}
-	if len(s.Steps) == 0 {
+	switch {
+	case len(s.Steps) > 0 && len(s.Samples) > 0:
+		return errors.New("both steps and samples")
+	case len(s.Samples) > 0:
+		return nil
+	case len(s.Steps) == 0:
 		return errors.New("no steps")
 	}
 	for i, st := range s.Steps {
@@ -99,8 +111,12 @@ func (st Step) validate() error {
 	return nil
 }
 
-// String returns the steps in ParseCadence syntax, e.g. "425@1s/4s".
+// String returns the steps in ParseCadence syntax, e.g. "425@1s/4s"; a
+// recording as its length, e.g. "recording 1.5s".
 func (s Spec) String() string {
+	if len(s.Samples) > 0 {
+		return fmt.Sprintf("recording %v", time.Duration(len(s.Samples))*sampleTime)
+	}
 	var b strings.Builder
 	for i, st := range s.Steps {
 		if i > 0 {
