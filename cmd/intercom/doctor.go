@@ -112,6 +112,7 @@ func doctor(ctx context.Context, env doctorEnv, path string, w io.Writer) error 
 	if cfg != nil {
 		results = append(results, checkRegistrar(ctx, cfg.SIP, env.resolver, env.sipTimeout)...)
 		results = append(results, checkSound(cfg.Audio, env.soundDevices)...)
+		results = append(results, checkPrompts(cfg.Audio.Prompts)...)
 		results = append(results, checkGPIO(cfg, env.gpioInit, env.lookupPin)...)
 	}
 	failed := 0
@@ -457,6 +458,18 @@ func truncate(s string, n int) string {
 
 // checkSound checks that the sound devices the config names exist,
 // without opening them: doctor plays no sound.
+// checkPrompts loads the recorded prompts as the station does at start,
+// since config check only sees their names.
+func checkPrompts(p config.Prompts) []result {
+	if p == (config.Prompts{}) {
+		return nil
+	}
+	if _, err := loadPrompts(p); err != nil {
+		return []result{{fail, "sound: " + err.Error(), "fix the file or empty the key to use the generated tone"}}
+	}
+	return []result{{ok, "sound: the recorded prompts load", ""}}
+}
+
 func checkSound(a config.Audio, devices func() ([]media.AudioDevice, error)) []result {
 	switch a.Backend {
 	case "portaudio":

@@ -96,3 +96,20 @@ func TestLoadPromptsRefusesOtherFormats(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+func TestDoctorChecksPrompts(t *testing.T) {
+	if got := checkPrompts(config.Prompts{}); got != nil {
+		t.Errorf("no prompts: %+v", got)
+	}
+	dir := t.TempDir()
+	good, cd := filepath.Join(dir, "good.wav"), filepath.Join(dir, "cd.wav")
+	writeWAV(t, good, 8000, 1, 16, make([]int16, 800))
+	writeWAV(t, cd, 44100, 1, 16, make([]int16, 4410))
+	if got := checkPrompts(config.Prompts{DoorOpened: good}); len(got) != 1 || got[0].status != ok {
+		t.Errorf("good prompt: %+v", got)
+	}
+	got := checkPrompts(config.Prompts{DoorOpened: good, Busy: cd})
+	if len(got) != 1 || got[0].status != fail || !strings.Contains(got[0].what, "audio.prompts.busy") || !strings.Contains(got[0].what, "sox") {
+		t.Errorf("44.1 kHz prompt: %+v", got)
+	}
+}
