@@ -178,6 +178,7 @@ type harness struct {
 	led    *fakeLED
 	sip    chan any
 	events <-chan api.Event
+	stop   func() <-chan struct{} // cancels Run; the channel closes when it returns
 }
 
 const testYAML = `
@@ -200,6 +201,13 @@ audio: {backend: "null"}
 
 func newHarness(t *testing.T, yaml string) *harness {
 	t.Helper()
+	return newHarnessWith(t, yaml, nil)
+}
+
+// newHarnessWith starts a station on yaml with the harness's fakes; adjust,
+// if not nil, may change the fakes and the station's Config before New.
+func newHarnessWith(t *testing.T, yaml string, adjust func(h *harness, c *Config)) *harness {
+	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -211,20 +219,24 @@ func newHarness(t *testing.T, yaml string) *harness {
 		relay:  &fakeRelay{}, led: &fakeLED{}, sip: make(chan any),
 	}
 	h.media = &fakeMedia{stream: h.stream}
-	h.st, err = New(Config{
+	c := Config{
 		Config: cfg, Phone: h.phone, Media: h.media,
 		Relays: map[string]Relay{"door": h.relay}, LEDs: map[string]LED{"status": h.led},
 		Buttons: map[string]Input{"bell": fakeInput{}}, Clock: h.clock,
-	})
-	if err != nil {
+	}
+	if adjust != nil {
+		adjust(h, &c)
+	}
+	if h.st, err = New(c); err != nil {
 		t.Fatal(err)
 	}
-	var cancel func()
-	h.events, cancel = h.st.Subscribe()
-	ctx, stop := context.WithCancel(context.Background())
+	var unsubscribe func()
+	h.events, unsubscribe = h.st.Subscribe()
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = h.st.Run(ctx, h.sip); close(done) }()
-	t.Cleanup(func() { stop(); <-done; cancel() })
+	h.stop = func() <-chan struct{} { cancel(); return done }
+	t.Cleanup(func() { cancel(); <-done; unsubscribe() })
 	return h
 }
 

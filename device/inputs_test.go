@@ -12,9 +12,7 @@ import (
 	"intercom/device/api"
 	"intercom/device/config"
 	"intercom/gpio"
-	"intercom/internal/clock/clocktest"
 	"intercom/media/tone"
-	"intercom/sipagent"
 )
 
 // fakeSwitch is an input the test opens and closes; its changes reach the
@@ -128,40 +126,18 @@ type roleHarness struct {
 // from the start.
 func newRoleHarness(t *testing.T, yaml string, relays map[string]Relay, active ...string) *roleHarness {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &roleHarness{
-		harness: &harness{
-			t: t, clock: clocktest.New(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)),
-			phone:  &fakePhone{reqs: make(chan sipagent.DialRequest, 1), results: make(chan dialResult, 1)},
-			stream: &fakeStream{running: make(chan func(rune), 1)},
-			relay:  &fakeRelay{}, led: &fakeLED{}, sip: make(chan any),
-		},
 		gate:    &fakeRelay{},
 		contact: newFakeSwitch("contact", slices.Contains(active, "contact")), exit: newFakeSwitch("exit", false),
 		lid: newFakeSwitch("lid", slices.Contains(active, "lid")), spare: newFakeSwitch("spare", false),
 	}
-	h.media = &fakeMedia{stream: h.stream}
-	if relays == nil {
-		relays = map[string]Relay{"door": h.relay, "gate": h.gate}
-	}
-	h.st, err = New(Config{
-		Config: cfg, Phone: h.phone, Media: h.media, Relays: relays,
-		LEDs: map[string]LED{"status": h.led}, Buttons: map[string]Input{"bell": fakeInput{}},
-		Inputs: map[string]Input{"contact": h.contact, "exit": h.exit, "lid": h.lid, "spare": h.spare},
-		Clock:  h.clock,
+	h.harness = newHarnessWith(t, yaml, func(hh *harness, c *Config) {
+		c.Relays = relays
+		if relays == nil {
+			c.Relays = map[string]Relay{"door": hh.relay, "gate": h.gate}
+		}
+		c.Inputs = map[string]Input{"contact": h.contact, "exit": h.exit, "lid": h.lid, "spare": h.spare}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cancel func()
-	h.events, cancel = h.st.Subscribe()
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = h.st.Run(ctx, h.sip); close(done) }()
-	t.Cleanup(func() { stop(); <-done; cancel() })
 	return h
 }
 

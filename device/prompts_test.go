@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"intercom/device/config"
-	"intercom/internal/clock/clocktest"
 	"intercom/media/tone"
 	"intercom/sipagent"
 )
@@ -16,32 +15,7 @@ import (
 // newPromptHarness is newHarness with recorded prompts wired in.
 func newPromptHarness(t *testing.T, prompts Prompts) *harness {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(testYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{
-		t: t, clock: clocktest.New(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)),
-		phone:  &fakePhone{reqs: make(chan sipagent.DialRequest, 1), results: make(chan dialResult, 1)},
-		stream: &fakeStream{running: make(chan func(rune), 1)},
-		relay:  &fakeRelay{}, led: &fakeLED{}, sip: make(chan any),
-	}
-	h.media = &fakeMedia{stream: h.stream}
-	h.st, err = New(Config{
-		Config: cfg, Phone: h.phone, Media: h.media,
-		Relays: map[string]Relay{"door": h.relay}, LEDs: map[string]LED{"status": h.led},
-		Buttons: map[string]Input{"bell": fakeInput{}}, Clock: h.clock, Prompts: prompts,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cancel func()
-	h.events, cancel = h.st.Subscribe()
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = h.st.Run(ctx, h.sip); close(done) }()
-	t.Cleanup(func() { stop(); <-done; cancel() })
-	return h
+	return newHarnessWith(t, testYAML, func(_ *harness, c *Config) { c.Prompts = prompts })
 }
 
 // Recordings of different lengths, so that their Strings tell them apart.

@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"intercom/device/config"
-	"intercom/internal/clock/clocktest"
 	"intercom/media/tone"
-	"intercom/sipagent"
 )
 
 // guard bounds a call into the station, so that a stalled loop fails the
@@ -94,38 +91,14 @@ var remoteYAML = strings.Replace(testYAML, "{name: door, pin: GPIO27,",
 // stop cancels Run and returns its done channel.
 func newRemoteHarness(t *testing.T, r *blockingRelay) (*harness, func() <-chan struct{}) {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(remoteYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{
-		t: t, clock: clocktest.New(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)),
-		phone:  &fakePhone{reqs: make(chan sipagent.DialRequest, 1), results: make(chan dialResult, 1)},
-		stream: &fakeStream{running: make(chan func(rune), 1)},
-		led:    &fakeLED{}, sip: make(chan any),
-	}
-	h.media = &fakeMedia{stream: h.stream}
-	h.st, err = New(Config{
-		Config: cfg, Phone: h.phone, Media: h.media,
-		Relays: map[string]Relay{"door": r}, LEDs: map[string]LED{"status": h.led},
-		Buttons: map[string]Input{"bell": fakeInput{}}, Clock: h.clock,
+	h := newHarnessWith(t, remoteYAML, func(h *harness, c *Config) {
+		h.relay = nil
+		c.Relays = map[string]Relay{"door": r}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var unsubscribe func()
-	h.events, unsubscribe = h.st.Subscribe()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = h.st.Run(ctx, h.sip); close(done) }()
-	stop := func() <-chan struct{} { cancel(); return done }
-	t.Cleanup(func() {
-		cancel()
-		r.stop()
-		<-done
-		unsubscribe()
-	})
-	return h, stop
+	// Cleanups run last first: a request still blocked is let go before
+	// the harness waits for Run.
+	t.Cleanup(r.stop)
+	return h, h.stop
 }
 
 // guarded runs f with a context that ends after guard.

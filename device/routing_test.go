@@ -118,36 +118,21 @@ func newRigWithAudio(t *testing.T, yaml string, start time.Time, audio AudioHeal
 		t.Fatal(err)
 	}
 	r := &rig{
-		harness: &harness{
-			t: t, clock: clocktest.New(start),
-			stream: &fakeStream{running: make(chan func(rune), 1)},
-			relay:  &fakeRelay{}, led: &fakeLED{}, sip: make(chan any),
-		},
 		phone:   &attemptPhone{dials: make(chan *attempt, 4)},
 		buttons: map[string]*chanInput{},
 		ring:    &fakeLED{},
 	}
-	r.harness.media = &fakeMedia{stream: r.stream}
-	r.media = &switchableMedia{fakeMedia: r.harness.media}
 	inputs := map[string]Input{}
 	for _, b := range cfg.Buttons {
 		r.buttons[b.Name] = newChanInput()
 		inputs[b.Name] = r.buttons[b.Name]
 	}
-	r.st, err = New(Config{
-		Config: cfg, Phone: r.phone, Media: r.media,
-		Relays: map[string]Relay{"door": r.relay}, LEDs: map[string]LED{"status": r.led, "ring": r.ring},
-		Buttons: inputs, Clock: r.clock, Audio: audio,
+	r.harness = newHarnessWith(t, yaml, func(h *harness, c *Config) {
+		h.clock = clocktest.New(start)
+		r.media = &switchableMedia{fakeMedia: h.media}
+		c.Clock, c.Phone, c.Media, c.Audio, c.Buttons = h.clock, r.phone, r.media, audio, inputs
+		c.LEDs = map[string]LED{"status": h.led, "ring": r.ring}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cancel func()
-	r.events, cancel = r.st.Subscribe()
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.st.Run(ctx, r.sip); close(done) }()
-	t.Cleanup(func() { stop(); <-done; cancel() })
 	r.sync()
 	return r
 }

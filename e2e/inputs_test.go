@@ -6,7 +6,6 @@ package e2e
 // receives its request when the right code is keyed in a call.
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -104,19 +103,10 @@ func startInputsStation(t *testing.T, registrar *kamailio, relayURL string) *sta
 	if registrar != nil {
 		reg = registrar.Addr
 	}
-	var cfg bytes.Buffer
-	err := template.Must(template.New("inputs").Parse(inputsYAML)).Execute(&cfg, map[string]string{
+	st.runTemplate(t, dir, template.Must(template.New("inputs").Parse(inputsYAML)), map[string]string{
 		"SIPListen": st.SIPAddr, "Registrar": reg, "RelayURL": relayURL,
 		"API": strings.TrimPrefix(st.API, "http://"),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "intercom.yaml")
-	if err := os.WriteFile(path, cfg.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	st.run(t, dir, dir, path)
 	return st
 }
 

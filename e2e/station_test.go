@@ -141,24 +141,29 @@ func startStation(t testing.TB, opts stationOptions) *station {
 		sineWAV(t, input, opts.ToneHz, 10) // the file backend loops it
 	}
 
-	tmpl := template.Must(template.ParseFiles("testdata/station.yaml.tmpl"))
-	var cfg bytes.Buffer
-	err := tmpl.Execute(&cfg, map[string]any{
+	st.runTemplate(t, dir, template.Must(template.ParseFiles("testdata/station.yaml.tmpl")), map[string]any{
 		"SIPListen": st.SIPAddr, "Registrar": registrar,
 		"RegisterExpires": opts.RegisterExpires.String(),
 		"Allow":           opts.Allow, "Call": opts.Call,
 		"Backend": backend, "Input": input, "Output": output,
 		"API": strings.TrimPrefix(st.API, "http://"),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(dir, "intercom.yaml")
-	if err := os.WriteFile(cfgPath, cfg.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	st.run(t, dir, dir, cfgPath)
 	return st
+}
+
+// runTemplate writes tmpl executed with data to dir/intercom.yaml and runs
+// the station on it in dir.
+func (st *station) runTemplate(t testing.TB, dir string, tmpl *template.Template, data any) {
+	t.Helper()
+	var cfg bytes.Buffer
+	if err := tmpl.Execute(&cfg, data); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "intercom.yaml")
+	if err := os.WriteFile(path, cfg.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st.run(t, dir, dir, path)
 }
 
 // run starts `intercom run -config cfg` in workDir with its log in logDir,
