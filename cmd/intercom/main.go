@@ -62,6 +62,13 @@ const usage = `usage:
   intercom audio test [-config PATH] [-duration 2s]
                                        play a tone, record the microphone, report
                                        its level and the round trip
+  intercom provision render TEMPLATE CSV OUTDIR
+                                       write OUTDIR/<mac>.yaml for each CSV row
+                                       (header: mac, extension, password[, name])
+                                       from a text/template using {{.MAC}},
+                                       {{.Extension}}, {{.Password}}, {{.Name}};
+                                       quote values with yaml, as in
+                                       password: {{yaml .Password}}
 `
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -84,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return gpioCmd(rest, stdout, stderr)
 	case "doctor":
 		return doctorCmd(rest, stdout, stderr)
+	case "provision":
+		return provisionCmd(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

@@ -1,6 +1,8 @@
 // Package config is the door station's configuration file (DESIGN §4): its
 // schema, its defaults and its validation, with every error naming the file,
 // the line and the key path so that `intercom config check` can point at it.
+// The effective configuration is the local file with the provisioned
+// documents merged over it; ParseLayers documents how they merge.
 package config
 
 import (
@@ -220,10 +222,35 @@ type API struct {
 }
 
 // Provisioning configures fetching the configuration over HTTP(S). An
-// empty URL disables it.
+// empty URL disables it. It is set only in the local file (see ParseLayers).
 type Provisioning struct {
-	URL      string        `yaml:"url"`
-	Interval time.Duration `yaml:"interval"`
+	// URL is the station's own document; CommonURL, optional, one shared
+	// by the fleet and applied before it. Both are http or https URLs in
+	// which {mac} and {serial} stand for the station's.
+	URL       string        `yaml:"url"`
+	Interval  time.Duration `yaml:"interval"`
+	CommonURL string        `yaml:"common_url"`
+	// CA is a PEM file of the only CAs trusted for the server (empty: the
+	// system's); ClientCert and ClientKey, PEM files, authenticate the
+	// station with a TLS client certificate.
+	CA         string `yaml:"ca"`
+	ClientCert string `yaml:"client_cert"`
+	ClientKey  string `yaml:"client_key"`
+	// User and Password (HTTP basic auth) or Token (sent as
+	// "Authorization: Bearer TOKEN").
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	Token    string `yaml:"token"`
+	// PublicKey, when set, makes the station accept only documents signed
+	// with its ed25519 key: the key as base64 of its 32 bytes, a PEM
+	// PUBLIC KEY block, or the absolute path of a file holding either.
+	PublicKey string `yaml:"public_key"`
+	// RollbackAfter is how long a newly applied document has to register
+	// the station before the last good one is restored.
+	RollbackAfter time.Duration `yaml:"rollback_after"`
+	// StateDir holds the fetched documents: the one in effect and the last
+	// one known to work.
+	StateDir string `yaml:"state_dir"`
 }
 
 // Default returns the configuration of an empty file: the values Parse uses
@@ -259,7 +286,7 @@ func Default() *Config {
 			Ringback: tone.Ringback().String(),
 		},
 		API:          API{Listen: "127.0.0.1:8080"},
-		Provisioning: Provisioning{Interval: time.Hour},
+		Provisioning: Provisioning{Interval: time.Hour, RollbackAfter: 2 * time.Minute, StateDir: "/var/lib/intercom"},
 	}
 }
 

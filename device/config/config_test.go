@@ -288,7 +288,7 @@ leds:
 			Ptime: 20 * time.Millisecond, Jitter: Jitter{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}, Ringback: "425@1s/4s",
 		},
 		API:          API{Listen: "127.0.0.1:8080"},
-		Provisioning: Provisioning{Interval: time.Hour},
+		Provisioning: Provisioning{Interval: time.Hour, RollbackAfter: 2 * time.Minute, StateDir: "/var/lib/intercom"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", cfg, want)

@@ -12,9 +12,10 @@ import (
 const masked = "***"
 
 // Masked returns a deep copy of c with the secrets replaced by "***": the
-// SIP password, the API token, the door codes and a password in the
-// provisioning URL. Empty secrets stay empty so that the copy still shows
-// which ones are unset. c is not modified.
+// SIP password, the API token, the door codes, the provisioning password
+// and token, and a password in a provisioning or relay URL. Empty secrets
+// stay empty so that the copy still shows which ones are unset. c is not
+// modified.
 func (c *Config) Masked() *Config {
 	m := c.clone()
 	mask(&m.SIP.Password)
@@ -23,6 +24,9 @@ func (c *Config) Masked() *Config {
 		mask(&m.Door.Codes[i].Code)
 	}
 	maskURL(&m.Provisioning.URL)
+	maskURL(&m.Provisioning.CommonURL)
+	mask(&m.Provisioning.Password)
+	mask(&m.Provisioning.Token)
 	for i := range m.Relays {
 		mask(&m.Relays[i].Password)
 		mask(&m.Relays[i].Token)

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -53,40 +52,14 @@ func Load(path string) (*Config, error) {
 // is an error), fills in the defaults of DESIGN §4 for missing keys and
 // validates the result. filename is used only in error messages, which
 // read "FILE:LINE: key.path: problem"; all problems found are reported.
+// It is ParseLayers with the local file alone.
 //
 // The document is decoded from go-yaml's syntax tree rather than with
 // yaml.Unmarshal: its strict mode stops at the first unknown key (picked in
 // map order, so not even the first in the file) and its duration errors
 // carry no position.
 func Parse(filename string, data []byte) (*Config, error) {
-	d := &decoder{
-		file:    filename,
-		lines:   map[string]int{},
-		failed:  map[string]bool{},
-		anchors: map[string]ast.Node{},
-		budget:  maxNodes,
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, d.errorAt(0, "", "empty configuration")
-	}
-	body, err := d.parseDocument(data)
-	if err != nil {
-		return nil, err
-	}
-	cfg := Default()
-	d.lines[""] = 1
-	if body != nil {
-		d.lines[""] = lineOf(body, 1)
-	}
-	if !d.decode("", body, reflect.ValueOf(cfg).Elem(), 1) {
-		return nil, d.result()
-	}
-	cfg.normalize()
-	d.validate(cfg)
-	if err := d.result(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return ParseLayers(Layer{Name: filename, Data: data})
 }
 
 // maxNodes bounds the work a document may cause through aliases that
@@ -94,12 +67,47 @@ func Parse(filename string, data []byte) (*Config, error) {
 const maxNodes = 100_000
 
 type decoder struct {
-	file    string
-	lines   map[string]int  // key path -> line of its value
+	layers  []*layerState   // every layer entered so far, in order
+	cur     *layerState     // the layer being decoded
 	failed  map[string]bool // key paths that failed to decode; validation skips them
+	locked  map[string]bool // key paths the local file marked !local
 	anchors map[string]ast.Node
 	budget  int
-	errs    []*Error
+	errs    []issue
+}
+
+// layerState is what the decoder knows about one layer: where each key path
+// it set came from, so that errors about the merged result can point there.
+type layerState struct {
+	index    int
+	name     string
+	doc      bool            // a provisioned document rather than the local file
+	lines    map[string]int  // key path -> line of its value
+	replaced map[string]bool // list paths this layer set whole
+}
+
+// issue is an Error with the layer it belongs to, for ordering.
+type issue struct {
+	layer int
+	err   *Error
+}
+
+func newDecoder() *decoder {
+	return &decoder{failed: map[string]bool{}, locked: map[string]bool{}}
+}
+
+// enter adds the next layer and makes it the current one.
+func (d *decoder) enter(name string, doc bool) {
+	d.cur = &layerState{index: len(d.layers), name: name, doc: doc, lines: map[string]int{}, replaced: map[string]bool{}}
+	d.layers = append(d.layers, d.cur)
+}
+
+// begin starts decoding layer i: aliases and the size budget are per
+// document.
+func (d *decoder) begin(i int) {
+	d.cur = d.layers[i]
+	d.anchors = map[string]ast.Node{}
+	d.budget = maxNodes
 }
 
 // parseDocument returns the body of the file's single YAML document.
@@ -127,39 +135,85 @@ func (d *decoder) parseDocument(data []byte) (body ast.Node, err error) {
 	}
 	switch {
 	case len(docs) == 0:
-		return nil, d.errorAt(0, "", "empty configuration")
+		return nil, d.errorAt(0, "", d.emptyMsg())
 	case len(docs) > 1:
 		return nil, d.errorAt(lineOf(docs[1].Body, 0), "", "more than one YAML document; expected one")
+	case d.cur.doc && docs[0].Body.Type() == ast.NullType:
+		// A bare "~" would merge as nothing, like an empty body.
+		return nil, d.errorAt(lineOf(docs[0].Body, 0), "", d.emptyMsg())
 	}
 	return docs[0].Body, nil
 }
 
+// emptyMsg is the error for a layer without content. For a provisioned
+// document it is never "nothing to change": a server that answers 200 with
+// an empty body must not take the provisioned settings away.
+func (d *decoder) emptyMsg() string {
+	if d.cur.doc {
+		return "empty document"
+	}
+	return "empty configuration"
+}
+
+// errorAt records a problem of the current layer's document as a whole
+// and returns it.
 func (d *decoder) errorAt(line int, path, msg string) error {
-	return &Error{File: d.file, Line: line, Path: path, Msg: msg}
+	e := &Error{File: d.cur.name, Line: line, Path: path, Msg: msg}
+	d.errs = append(d.errs, issue{d.cur.index, e})
+	return e
 }
 
 // fail records a decoding error; the value at path keeps its default.
 func (d *decoder) fail(line int, path, format string, args ...any) {
 	d.failed[path] = true
-	d.errs = append(d.errs, &Error{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	d.errorAt(line, path, fmt.Sprintf(format, args...))
 }
 
-// errf records a validation error at the line of path, or of its nearest
-// ancestor present in the file when the key itself was left out.
+// errf records a validation error of the merged result at the layer and
+// line that last set path, or its nearest ancestor when no layer set it.
 func (d *decoder) errf(path, format string, args ...any) {
 	if d.failed[path] {
 		return
 	}
-	d.errs = append(d.errs, &Error{File: d.file, Line: d.lineOfPath(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+	layer, line := d.placeOf(path)
+	e := &Error{File: d.layers[layer].name, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)}
+	d.errs = append(d.errs, issue{layer, e})
 }
 
-func (d *decoder) lineOfPath(path string) int {
-	for {
-		if l, ok := d.lines[path]; ok {
-			return l
+func (d *decoder) placeOf(path string) (layer, line int) {
+	for p := path; ; p = parentPath(p) {
+		if layer, line, ok := d.setBy(p); ok {
+			return layer, line
 		}
-		if path == "" {
-			return 0
+		if p == "" {
+			return 0, 0
+		}
+	}
+}
+
+// setBy finds the last layer that set path: by itself, or by replacing a
+// list that holds it (the list items of earlier layers are gone).
+func (d *decoder) setBy(path string) (layer, line int, ok bool) {
+	for i := len(d.layers) - 1; i >= 0; i-- {
+		l := d.layers[i]
+		if line, ok := l.lines[path]; ok {
+			return i, line, true
+		}
+		for a := path; a != ""; {
+			a = parentPath(a)
+			if l.replaced[a] {
+				return i, l.nearestLine(path), true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// nearestLine is the line of path in l, or of its nearest ancestor l set.
+func (l *layerState) nearestLine(path string) int {
+	for {
+		if line, ok := l.lines[path]; ok || path == "" {
+			return line
 		}
 		path = parentPath(path)
 	}
@@ -177,10 +231,13 @@ func (d *decoder) result() error {
 	if len(d.errs) == 0 {
 		return nil
 	}
-	sort.SliceStable(d.errs, func(i, j int) bool { return d.errs[i].Line < d.errs[j].Line })
+	sort.SliceStable(d.errs, func(i, j int) bool {
+		a, b := d.errs[i], d.errs[j]
+		return a.layer < b.layer || a.layer == b.layer && a.err.Line < b.err.Line
+	})
 	errs := make([]error, len(d.errs))
 	for i, e := range d.errs {
-		errs[i] = e
+		errs[i] = e.err
 	}
 	return errors.Join(errs...)
 }
@@ -295,6 +352,9 @@ func (d *decoder) resolve(path string, n ast.Node, line int) (ast.Node, bool) {
 	for {
 		switch t := n.(type) {
 		case *ast.TagNode:
+			if !d.tag(path, t, line) {
+				return nil, false
+			}
 			n = t.Value
 		case *ast.AliasNode:
 			name := ""
@@ -310,6 +370,49 @@ func (d *decoder) resolve(path string, n ast.Node, line int) (ast.Node, bool) {
 		default:
 			return n, true
 		}
+	}
+}
+
+// localTag marks a value of the local file that provisioned documents
+// cannot change.
+const localTag = "!local"
+
+// tag handles the tag t on the value at path, reporting whether the value
+// is to be decoded. !local is the only tag: any other would be silently
+// meaningless, and a misspelt !local would leave a value unprotected.
+func (d *decoder) tag(path string, t *ast.TagNode, line int) bool {
+	line = lineOf(t, line)
+	name := ""
+	if t.Start != nil {
+		name = t.Start.Value
+	}
+	switch {
+	case name != localTag:
+		d.fail(line, path, "unknown tag %s: only %s is understood", name, localTag)
+		return false
+	case d.cur.doc:
+		d.fail(line, path, "%s belongs in the local file only", localTag)
+		return false
+	case strings.Contains(path, "["):
+		// Lists are replaced whole, so a part of an item has no identity
+		// across layers.
+		d.fail(line, path, "%s inside a list: mark the whole list instead", localTag)
+		return false
+	}
+	d.locked[path] = true
+	return true
+}
+
+// isLocked reports whether path or a section holding it is marked !local.
+func (d *decoder) isLocked(path string) bool {
+	for {
+		if d.locked[path] {
+			return true
+		}
+		if path == "" {
+			return false
+		}
+		path = parentPath(path)
 	}
 }
 
@@ -347,12 +450,32 @@ func (d *decoder) decodeStruct(path string, n ast.Node, v reflect.Value, line in
 			d.fail(keyLine, child, "unknown key%s", suggest(key, fields))
 			continue
 		}
-		d.lines[child] = valueLine(p.Value, keyLine)
+		if d.cur.doc && child == "provisioning" {
+			d.fail(keyLine, child, "set only in the local file")
+			continue
+		}
+		if d.cur.doc && d.isLocked(child) {
+			if !d.check(child, p.Value, v.Field(idx).Type(), keyLine) {
+				return false
+			}
+			continue
+		}
+		d.cur.lines[child] = valueLine(p.Value, keyLine)
 		if !d.decode(child, p.Value, v.Field(idx), keyLine) {
 			return false
 		}
 	}
 	return true
+}
+
+// check decodes n into a throwaway value of type t: a provisioned value for
+// a key the local file keeps is still checked, so that a document is valid
+// or not whatever the station it is sent to.
+func (d *decoder) check(path string, n ast.Node, t reflect.Type, line int) bool {
+	layer := d.cur
+	d.cur = &layerState{index: layer.index, name: layer.name, doc: layer.doc, lines: map[string]int{}, replaced: map[string]bool{}}
+	defer func() { d.cur = layer }()
+	return d.decode(path, n, reflect.New(t).Elem(), line)
 }
 
 // valueLine is where validation errors about a value point: the value's own
@@ -372,6 +495,7 @@ func (d *decoder) decodeSlice(path string, n ast.Node, v reflect.Value, line int
 		return true
 	}
 	v.Set(reflect.Zero(v.Type()))
+	d.cur.replaced[path] = true
 	if len(seq.Values) == 0 {
 		return true
 	}
@@ -383,7 +507,7 @@ func (d *decoder) decodeSlice(path string, n ast.Node, v reflect.Value, line int
 			def.setDefaults()
 		}
 		itemLine := lineOf(item, line)
-		d.lines[child] = itemLine
+		d.cur.lines[child] = itemLine
 		if !d.decode(child, item, elem, itemLine) {
 			return false
 		}

@@ -375,22 +375,6 @@ func (d *decoder) validateAPI(a *API) {
 	}
 }
 
-func (d *decoder) validateProvisioning(p *Provisioning) {
-	if p.URL != "" {
-		u, err := url.Parse(p.URL)
-		switch {
-		case err != nil:
-			// url.Parse quotes the URL, which may hold a password.
-			d.errf("provisioning.url", "not a valid URL")
-		case u.Scheme != "http" && u.Scheme != "https":
-			d.errf("provisioning.url", "scheme must be https or http, got %q", u.Scheme)
-		case u.Host == "":
-			d.errf("provisioning.url", "has no host")
-		}
-	}
-	d.positive("provisioning.interval", p.Interval)
-}
-
 func (d *decoder) oneOf(path, value string, allowed ...string) {
 	if !slices.Contains(allowed, value) {
 		d.errf(path, "%q is not one of %s", value, strings.Join(allowed, ", "))
