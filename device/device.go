@@ -121,6 +121,11 @@ type (
 		Call   Call
 		Reason string
 	}
+	// CheckSyncEvent reports a SIP NOTIFY check-sync from the registrar or
+	// outbound proxy: fetch the configuration now.
+	CheckSyncEvent struct {
+		Source netip.AddrPort
+	}
 )
 
 // Config wires a Station.
@@ -141,6 +146,9 @@ type Config struct {
 	Version string
 	// Prompts replace the generated feedback tones, e.g. with recordings.
 	Prompts Prompts
+	// Provisioning is the configuration fetcher; nil when provisioning is
+	// not configured.
+	Provisioning Provisioning
 }
 
 // Prompts are what the door plays for each outcome; a zero Spec is the
@@ -203,6 +211,7 @@ type Station struct {
 	log     *slog.Logger
 	version string
 	prompts Prompts
+	prov    Provisioning
 	started time.Time
 	bus     *bus
 	metrics *counters
@@ -239,7 +248,7 @@ func New(cfg Config) (*Station, error) {
 		cfg: cfg.Config, phone: cfg.Phone, media: cfg.Media, mediaIP: cfg.MediaIP,
 		relays: cfg.Relays, leds: cfg.LEDs, buttons: cfg.Buttons, inputs: cfg.Inputs,
 		sim: cfg.SimPins, audio: cfg.Audio, clock: cfg.Clock, log: cfg.Logger, version: cfg.Version,
-		bus: newBus(), metrics: &counters{}, loop: make(chan func(), 64),
+		prov: cfg.Provisioning, bus: newBus(), metrics: &counters{}, loop: make(chan func(), 64),
 		done: make(chan struct{}), running: make(chan struct{}),
 	}
 	var err error
@@ -404,6 +413,8 @@ func (s *Station) onSIP(ev any) {
 		if ev.Call == s.call {
 			s.endCall(ev.Reason, false)
 		}
+	case CheckSyncEvent:
+		s.onCheckSync(ev)
 	}
 }
 

@@ -57,6 +57,8 @@ func SIPEvents(ctx context.Context, in <-chan sipagent.Event) <-chan any {
 				d = EndedEvent{Call: ev.Call, Reason: ev.Reason}
 			case sipagent.DTMF:
 				d = InfoDigitEvent{Call: ev.Call, Digit: ev.Digit}
+			case sipagent.CheckSync:
+				d = CheckSyncEvent{Source: ev.Source}
 			default:
 				continue
 			}

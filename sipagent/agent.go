@@ -70,7 +70,7 @@ const (
 	emitWait = time.Second
 	// shutdownWait bounds each BYE and the un-REGISTER when Run stops.
 	shutdownWait = 2 * time.Second
-	allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+	allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY"
 )
 
 // Agent is a SIP user agent bound to one listening socket.
@@ -92,6 +92,8 @@ type Agent struct {
 
 	events  chan Event
 	dropped atomic.Uint64
+	// ignoredNotifies counts NOTIFYs refused for their source.
+	ignoredNotifies atomic.Uint64
 
 	mu       sync.Mutex
 	state    int // stateNew, stateRunning, stateStopping

@@ -324,7 +324,7 @@ func TestOutOfDialogRequests(t *testing.T) {
 	uri := mustURI(t, target("flat", flat))
 
 	res := peer.do(t, sip.NewRequest(sip.OPTIONS, uri))
-	if res.StatusCode != 200 || res.GetHeader("Allow") == nil || !strings.Contains(res.GetHeader("Allow").Value(), "INVITE") {
+	if res.StatusCode != 200 || res.GetHeader("Allow") == nil || !strings.Contains(res.GetHeader("Allow").Value(), "NOTIFY") {
 		t.Errorf("OPTIONS: %s", res.StartLine())
 	}
 	for _, m := range []sip.RequestMethod{sip.BYE, sip.INFO} {

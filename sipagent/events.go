@@ -53,10 +53,19 @@ type DTMF struct {
 	Digit rune
 }
 
+// CheckSync is a NOTIFY with the check-sync event package from the
+// registrar or outbound proxy: the PBX asks the station to fetch its
+// configuration now.
+type CheckSync struct {
+	// Source is the transport address the NOTIFY came from.
+	Source netip.AddrPort
+}
+
 func (RegistrationChanged) event() {}
 func (IncomingCall) event()        {}
 func (CallEnded) event()           {}
 func (DTMF) event()                {}
+func (CheckSync) event()           {}
 
 // Reasons in CallEnded.
 const (

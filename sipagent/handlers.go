@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 
 	"github.com/emiago/sipgo"
@@ -20,6 +19,7 @@ func (a *Agent) routes() {
 	a.srv.OnCancel(a.guard(a.onCancel))
 	a.srv.OnInfo(a.guard(a.onInfo))
 	a.srv.OnOptions(a.guard(a.onOptions))
+	a.srv.OnNotify(a.guard(a.onNotify))
 	a.srv.OnNoRoute(a.guard(a.onNoRoute))
 }
 
@@ -234,8 +234,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		return
 	}
-	src, _ := netip.ParseAddrPort(req.Source())
-	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	src := requestSource(req)
 	host := req.Source()
 	if src.IsValid() {
 		host = src.Addr().String()

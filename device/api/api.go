@@ -35,6 +35,12 @@ type Station interface {
 	SetSimPin(ctx context.Context, pin string, high bool) error
 	Subscribe() (events <-chan Event, cancel func())
 	WriteMetrics(ctx context.Context, w io.Writer) error
+	// CheckProvisioning starts a configuration fetch without waiting for
+	// it; ErrConflict when provisioning is not configured.
+	CheckProvisioning(ctx context.Context) error
+	// ProvisioningStatus reports the configuration fetcher; nil when
+	// provisioning is not configured.
+	ProvisioningStatus() *ProvisioningStatus
 }
 
 // Status is the document of GET /api/v1/status.
@@ -50,6 +56,22 @@ type Status struct {
 	Door         DoorStatus             `json:"door"`
 	Media        *MediaStatus           `json:"media,omitempty"` // while a call's media runs
 	Audio        *AudioStatus           `json:"audio,omitempty"` // sound-card health, when it is watched
+	// Provisioning is filled in from Station.ProvisioningStatus.
+	Provisioning *ProvisioningStatus `json:"provisioning,omitempty"`
+}
+
+// ProvisioningStatus reports the configuration fetcher: its state and
+// last error, when it last checked and last applied a change (RFC 3339,
+// "" for never), and counts of checks, refused documents and rollbacks.
+type ProvisioningStatus struct {
+	State      string `json:"state"`
+	URL        string `json:"url"`
+	Error      string `json:"error"`
+	LastCheck  string `json:"last_check"`
+	LastChange string `json:"last_change"`
+	Checks     uint64 `json:"checks"`
+	Refused    uint64 `json:"refused"`
+	Rollbacks  uint64 `json:"rollbacks"`
 }
 
 // AudioStatus counts sound-card trouble since start: overruns and
@@ -161,6 +183,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("POST /api/v1/hangup", h.hangup)
 	mux.HandleFunc("GET /api/v1/events", h.events)
 	mux.HandleFunc("POST /api/v1/sim/pins/{pin}", h.simPin)
+	mux.HandleFunc("POST /api/v1/provisioning/check", h.checkProvisioning)
 	mux.HandleFunc("GET /metrics", h.metrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -194,6 +217,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
+	st.Provisioning = h.st.ProvisioningStatus()
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -280,6 +304,14 @@ func (h *handler) simPin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"pin": r.PathValue("pin"), "level": strings.ToLower(body.Level)})
 }
 
+func (h *handler) checkProvisioning(w http.ResponseWriter, r *http.Request) {
+	if err := h.st.CheckProvisioning(r.Context()); err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "checking"})
+}
+
 func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
@@ -326,7 +358,32 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	if err := h.st.WriteMetrics(r.Context(), w); err != nil {
 		h.log.Warn("write metrics", "err", err)
+		return
 	}
+	if err := writeProvisioningMetrics(w, h.st.ProvisioningStatus()); err != nil {
+		h.log.Warn("write metrics", "err", err)
+	}
+}
+
+// writeProvisioningMetrics adds the fetcher's counters, when there is one,
+// to the station's exposition.
+func writeProvisioningMetrics(w io.Writer, p *ProvisioningStatus) error {
+	if p == nil {
+		return nil
+	}
+	for _, m := range []struct {
+		name, help string
+		value      uint64
+	}{
+		{"intercom_provisioning_checks_total", "Provisioning fetches attempted.", p.Checks},
+		{"intercom_provisioning_refused_total", "Fetched configurations refused by verification or validation.", p.Refused},
+		{"intercom_provisioning_rollbacks_total", "Applied configurations rolled back because the station could not register with them.", p.Rollbacks},
+	} {
+		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", m.name, m.help, m.name, m.name, m.value); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (h *handler) fail(w http.ResponseWriter, err error) {

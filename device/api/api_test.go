@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,8 @@ type fakeStation struct {
 	simPins map[string]bool
 	calls   []string
 	events  chan Event
+	prov    *ProvisioningStatus // nil: provisioning not configured
+	checks  int
 }
 
 func newFake() *fakeStation {
@@ -53,6 +56,14 @@ func (f *fakeStation) WriteMetrics(_ context.Context, w io.Writer) error {
 	_, err := io.WriteString(w, "intercom_up 1\n")
 	return err
 }
+func (f *fakeStation) CheckProvisioning(context.Context) error {
+	if f.prov == nil {
+		return fmt.Errorf("provisioning is not configured: %w", ErrConflict)
+	}
+	f.checks++
+	return nil
+}
+func (f *fakeStation) ProvisioningStatus() *ProvisioningStatus { return f.prov }
 
 func do(t *testing.T, h http.Handler, method, path, body, token string) (int, map[string]any) {
 	t.Helper()
@@ -172,5 +183,64 @@ func TestMetrics(t *testing.T) {
 	Handler(Config{Station: newFake()}).ServeHTTP(rec, req)
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "intercom_up 1") {
 		t.Fatalf("metrics %d %q", rec.Code, rec.Body.String())
+	}
+}
+
+func TestProvisioningCheck(t *testing.T) {
+	f := newFake()
+	h := Handler(Config{Station: f, Token: "s3cret"})
+	code, body := do(t, h, "POST", "/api/v1/provisioning/check", "", "s3cret")
+	if msg, _ := body["error"].(string); code != 409 || !strings.Contains(msg, "provisioning is not configured") {
+		t.Errorf("without provisioning: %d %v, want 409", code, body)
+	}
+	f.prov = &ProvisioningStatus{State: "idle"}
+	if code, _ := do(t, h, "POST", "/api/v1/provisioning/check", "", ""); code != 401 || f.checks != 0 {
+		t.Errorf("without token: %d, %d checks; want 401 and none", code, f.checks)
+	}
+	if code, _ := do(t, h, "GET", "/api/v1/provisioning/check", "", "s3cret"); code != 404 || f.checks != 0 {
+		t.Errorf("GET: %d, %d checks; want 404 and none", code, f.checks)
+	}
+	code, body = do(t, h, "POST", "/api/v1/provisioning/check", "", "s3cret")
+	if code != 202 || body["status"] != "checking" || f.checks != 1 {
+		t.Errorf("check: %d %v, %d checks; want 202 checking and one", code, body, f.checks)
+	}
+}
+
+func TestStatusProvisioning(t *testing.T) {
+	f := newFake()
+	h := Handler(Config{Station: f})
+	if _, body := do(t, h, "GET", "/api/v1/status", "", ""); body["provisioning"] != nil {
+		t.Errorf("provisioning without a fetcher: %v", body["provisioning"])
+	}
+	f.prov = &ProvisioningStatus{State: "idle", URL: "https://prov/x.yaml", LastCheck: "2026-01-01T12:00:00Z", Checks: 3, Refused: 1}
+	_, body := do(t, h, "GET", "/api/v1/status", "", "")
+	want := map[string]any{"state": "idle", "url": "https://prov/x.yaml", "error": "", "last_check": "2026-01-01T12:00:00Z",
+		"last_change": "", "checks": 3.0, "refused": 1.0, "rollbacks": 0.0}
+	if !reflect.DeepEqual(body["provisioning"], want) {
+		t.Errorf("provisioning\n got %v\nwant %v", body["provisioning"], want)
+	}
+}
+
+func TestMetricsProvisioning(t *testing.T) {
+	f := newFake()
+	get := func() string {
+		rec := httptest.NewRecorder()
+		Handler(Config{Station: f}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Body.String()
+	}
+	if m := get(); strings.Contains(m, "intercom_provisioning_") {
+		t.Errorf("provisioning metrics without a fetcher:\n%s", m)
+	}
+	f.prov = &ProvisioningStatus{Checks: 7, Refused: 2, Rollbacks: 1}
+	m := get()
+	for _, line := range []string{
+		"intercom_up 1\n",
+		"# TYPE intercom_provisioning_checks_total counter\nintercom_provisioning_checks_total 7\n",
+		"# TYPE intercom_provisioning_refused_total counter\nintercom_provisioning_refused_total 2\n",
+		"# TYPE intercom_provisioning_rollbacks_total counter\nintercom_provisioning_rollbacks_total 1\n",
+	} {
+		if !strings.Contains(m, line) {
+			t.Errorf("metrics lack %q:\n%s", line, m)
+		}
 	}
 }
