@@ -120,6 +120,7 @@ func run(bin string, callLen, latLen time.Duration, keep bool) (err error) {
 type result struct {
 	cpu         time.Duration // user+sys over its life (rusage of the child)
 	hwm         int64         // VmHWM in KiB, read just before it was stopped
+	switches    int64         // voluntary and involuntary context switches over its life
 	played      float64       // seconds of the caller's audio it played or recorded
 	callerHeard float64       // seconds of its audio the caller recorded
 }
@@ -164,6 +165,7 @@ func callScenario(dir, baresip string, callLen time.Duration, start func(dir str
 		return r, errors.New("no rusage for the answering process")
 	}
 	r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	r.switches = int64(ru.Nvcsw + ru.Nivcsw)
 	r.played, r.callerHeard = wavSeconds(played), wavSeconds(heard)
 	if r.played < callLen.Seconds()/2 || r.callerHeard < callLen.Seconds()/2 {
 		return r, fmt.Errorf("the call carried too little audio (callee played %.1fs, caller recorded %.1fs); logs in %s",
@@ -184,6 +186,7 @@ func printProcess(st, bs result) {
 	}
 	row("CPU user+sys", "s", st.cpu.Seconds(), bs.cpu.Seconds())
 	row("peak RSS VmHWM", "MiB", float64(st.hwm)/1024, float64(bs.hwm)/1024)
+	fmt.Printf("%-24s %10d %10d\n", "context switches", st.switches, bs.switches)
 	fmt.Printf("%-24s %10.1f %10.1f\n", "callee played (s)", st.played, bs.played)
 	fmt.Printf("%-24s %10.1f %10.1f\n", "caller heard (s)", st.callerHeard, bs.callerHeard)
 }
