@@ -11,17 +11,22 @@ import (
 // before events are dropped for it; the state machine never waits on one.
 const subscriberBuffer = 64
 
-// bus fans events out to API subscribers.
-type bus struct {
+// Bus fans the station's events out to API subscribers. main keeps one
+// for the life of the process, so that subscribers stay connected while
+// the station is rebuilt for a new configuration.
+type Bus struct {
 	mu      sync.Mutex
 	subs    map[chan api.Event]struct{}
 	closed  bool
 	dropped atomic.Uint64
 }
 
-func newBus() *bus { return &bus{subs: map[chan api.Event]struct{}{}} }
+// NewBus returns a bus with no subscribers.
+func NewBus() *Bus { return &Bus{subs: map[chan api.Event]struct{}{}} }
 
-func (b *bus) subscribe() (<-chan api.Event, func()) {
+// Subscribe returns a channel of events and a function that ends the
+// subscription; the channel is closed when the bus is.
+func (b *Bus) Subscribe() (<-chan api.Event, func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ch := make(chan api.Event, subscriberBuffer)
@@ -40,7 +45,7 @@ func (b *bus) subscribe() (<-chan api.Event, func()) {
 	}
 }
 
-func (b *bus) publish(ev api.Event) {
+func (b *Bus) publish(ev api.Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for ch := range b.subs {
@@ -52,7 +57,8 @@ func (b *bus) publish(ev api.Event) {
 	}
 }
 
-func (b *bus) close() {
+// Close ends every subscription.
+func (b *Bus) Close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.closed = true

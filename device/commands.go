@@ -150,7 +150,7 @@ func (s *Station) SetSimPin(ctx context.Context, pin string, high bool) error {
 }
 
 // Subscribe returns a channel of events until cancel is called.
-func (s *Station) Subscribe() (<-chan api.Event, func()) { return s.bus.subscribe() }
+func (s *Station) Subscribe() (<-chan api.Event, func()) { return s.bus.Subscribe() }
 
 // counters are the monotonically increasing figures of /metrics.
 type counters struct {

@@ -149,6 +149,13 @@ type Config struct {
 	// Provisioning is the configuration fetcher; nil when provisioning is
 	// not configured.
 	Provisioning Provisioning
+	// Bus, when set, carries the station's events and outlives it; nil:
+	// the station makes its own and closes it when Run returns.
+	Bus *Bus
+	// Registration is the SIP registration's state when the station
+	// starts, for a station rebuilt beside a SIP agent that kept running;
+	// the zero value means registering (disabled without a registrar).
+	Registration RegistrationEvent
 }
 
 // Prompts are what the door plays for each outcome; a zero Spec is the
@@ -197,24 +204,26 @@ func (s callState) String() string {
 // Station is the door-phone state machine. All state below the loop channel
 // is owned by the goroutine in Run.
 type Station struct {
-	cfg     *config.Config
-	phone   Phone
-	media   Media
-	mediaIP netip.Addr
-	relays  map[string]Relay
-	leds    map[string]LED
-	buttons map[string]Input
-	inputs  map[string]Input
-	sim     SimPins
-	audio   AudioHealth
-	clock   clock.Clock
-	log     *slog.Logger
-	version string
-	prompts Prompts
-	prov    Provisioning
-	started time.Time
-	bus     *bus
-	metrics *counters
+	cfg      *config.Config
+	phone    Phone
+	media    Media
+	mediaIP  netip.Addr
+	relays   map[string]Relay
+	leds     map[string]LED
+	buttons  map[string]Input
+	inputs   map[string]Input
+	sim      SimPins
+	audio    AudioHealth
+	clock    clock.Clock
+	log      *slog.Logger
+	version  string
+	prompts  Prompts
+	prov     Provisioning
+	started  time.Time
+	bus      *Bus
+	ownBus   bool // the station made bus and closes it
+	stopIdle bool // Run returns once quiet
+	metrics  *counters
 
 	loop    chan func()
 	done    chan struct{}
@@ -248,8 +257,11 @@ func New(cfg Config) (*Station, error) {
 		cfg: cfg.Config, phone: cfg.Phone, media: cfg.Media, mediaIP: cfg.MediaIP,
 		relays: cfg.Relays, leds: cfg.LEDs, buttons: cfg.Buttons, inputs: cfg.Inputs,
 		sim: cfg.SimPins, audio: cfg.Audio, clock: cfg.Clock, log: cfg.Logger, version: cfg.Version,
-		prov: cfg.Provisioning, bus: newBus(), metrics: &counters{}, loop: make(chan func(), 64),
+		prov: cfg.Provisioning, bus: cfg.Bus, metrics: &counters{}, loop: make(chan func(), 64),
 		done: make(chan struct{}), running: make(chan struct{}),
+	}
+	if s.bus == nil {
+		s.bus, s.ownBus = NewBus(), true
 	}
 	var err error
 	if s.prompts, err = cfg.Prompts.withDefaults(); err != nil {
@@ -284,8 +296,11 @@ func New(cfg Config) (*Station, error) {
 		return nil, err
 	}
 	s.reg = RegistrationEvent{State: "registering", Registrar: s.cfg.SIP.Registrar}
-	if s.cfg.SIP.Registrar == "" {
+	switch {
+	case s.cfg.SIP.Registrar == "":
 		s.reg.State = "disabled"
+	case cfg.Registration.State != "":
+		s.reg = cfg.Registration
 	}
 	return s, nil
 }
@@ -313,9 +328,14 @@ func (s *Station) Run(ctx context.Context, sipEvents <-chan any) error {
 		s.endCall("station stopping", true)
 		close(s.done)
 		s.wg.Wait()
-		s.bus.close()
+		if s.ownBus {
+			s.bus.Close()
+		}
 	}()
 	for {
+		if s.stopIdle && s.quiet() {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -331,6 +351,15 @@ func (s *Station) Run(ctx context.Context, sipEvents <-chan any) error {
 			s.onSIP(ev)
 		}
 	}
+}
+
+// StopWhenIdle makes Run return as soon as no call is in progress and no
+// door is held open: main rebuilds the station for a new configuration
+// then, without cutting a call or a door opening short.
+func (s *Station) StopWhenIdle() { s.post(func() { s.stopIdle = true }) }
+
+func (s *Station) quiet() bool {
+	return s.state == stateIdle && !s.clock.Now().Before(s.doorOpenTill)
 }
 
 func (s *Station) allInputs() map[string]Input {

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 
 	"intercom/device/config"
+	"intercom/provisioning"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -138,9 +139,19 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		cfg, err := config.Load(path)
+		local, cfg, err := loadLocal(path)
 		if err != nil {
 			return usageError{err}
+		}
+		if cfg.Provisioning.URL != "" {
+			// What the station would run: the stored provisioned
+			// documents merged over the file.
+			store, err := provisioning.OpenStore(provisioningDir(cfg.Provisioning))
+			if err != nil {
+				fmt.Fprintf(stderr, "intercom: showing %s alone: %v\n", path, err)
+			} else {
+				cfg = effective(store, local, cfg)
+			}
 		}
 		out, err := config.Marshal(cfg.Masked())
 		if err != nil {

@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,11 +24,8 @@ import (
 	"intercom/device/config"
 	"intercom/gpio"
 	"intercom/gpio/sim"
-	"intercom/media"
-	"intercom/media/dsp"
 	"intercom/media/tone"
 	"intercom/media/wav"
-	"intercom/sipagent"
 )
 
 // inputDebounce applies to door contacts and other inputs, whose config
@@ -37,7 +33,7 @@ import (
 const inputDebounce = 30 * time.Millisecond
 
 func runStation(path string, stderr io.Writer) error {
-	cfg, err := config.Load(path)
+	local, localCfg, err := loadLocal(path)
 	if err != nil {
 		return usageError{err}
 	}
@@ -47,158 +43,45 @@ func runStation(path string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	pins, err := newPins(cfg.GPIO.Driver)
-	if err != nil {
-		return err
-	}
-	// Relays go inactive before anything else can fail (DESIGN §7), and
-	// again on every way out of this function.
-	relays := map[string]device.Relay{}
-	for _, rc := range cfg.Relays {
-		r, err := newRelay(pins, rc)
+	sup := newSupervisor(log)
+	cfg := localCfg
+	var prov *autoProvisioning
+	if localCfg.Provisioning.URL != "" {
+		prov, err = newAutoProvisioning(local, localCfg.Provisioning, sup, log.With("component", "provisioning"))
 		if err != nil {
-			return err
+			return usageError{err}
 		}
-		defer r.Close()
-		relays[rc.Name] = r
+		sup.prov = prov
+		cfg = effective(prov.store, local, localCfg)
 	}
-	leds := map[string]device.LED{}
-	for _, lc := range cfg.LEDs {
-		p, err := pins.out(lc.Pin)
-		if err != nil {
-			return fmt.Errorf("led %s: %w", lc.Name, err)
-		}
-		l, err := gpio.NewLED(gpio.LEDConfig{Name: lc.Name, Pin: p, ActiveLow: lc.Active == "low"})
-		if err != nil {
-			return err
-		}
-		defer l.Close()
-		leds[lc.Name] = l
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if prov != nil {
+		wg.Go(func() {
+			if err := prov.p.Run(runCtx); err != nil && runCtx.Err() == nil {
+				log.Error("provisioning stopped", "err", err)
+			}
+		})
 	}
-	buttons := map[string]device.Input{}
-	for _, bc := range cfg.Buttons {
-		in, err := pins.input(bc.Name, bc.Pin, bc.Active, bc.Pull, bc.Debounce, bc.LongPress)
-		if err != nil {
-			return fmt.Errorf("button %s: %w", bc.Name, err)
-		}
-		buttons[bc.Name] = in
-	}
-	inputs := map[string]device.Input{}
-	for _, ic := range cfg.Inputs {
-		in, err := pins.input(ic.Name, ic.Pin, ic.Active, ic.Pull, inputDebounce, 0)
-		if err != nil {
-			return fmt.Errorf("input %s: %w", ic.Name, err)
-		}
-		inputs[ic.Name] = in
-	}
-
-	if cfg.Audio.Backend == "portaudio" {
-		terminate, err := media.InitPortAudio()
-		if err != nil {
-			return err
-		}
-		defer terminate()
-	}
-	backend, err := media.NewBackend(cfg.Audio.Backend, media.BackendConfig{
-		Input: cfg.Audio.Input, Output: cfg.Audio.Output, Logger: log.With("component", "audio"),
-	})
-	if err != nil {
-		return err
-	}
-	agent, err := sipagent.New(sipagent.Config{
-		Transport: cfg.SIP.Transport, Listen: cfg.SIP.Listen, Registrar: cfg.SIP.Registrar,
-		OutboundProxy: cfg.SIP.OutboundProxy, User: cfg.SIP.User, AuthUser: cfg.SIP.AuthUser,
-		Password: cfg.SIP.Password, DisplayName: cfg.SIP.DisplayName,
-		RegisterExpires: cfg.SIP.RegisterExpires, Keepalive: cfg.SIP.Keepalive,
-		UserAgent: "intercom/" + version, Logger: log.With("component", "sip"),
-	})
-	if err != nil {
-		return err
-	}
-	// A sound card that fails mid-call (an unplugged USB card) is reopened
-	// with back-off while the call goes on; file and null backends fail
-	// loudly instead, since their errors are configuration mistakes.
-	var health device.AudioHealth
-	if cfg.Audio.Backend == "portaudio" {
-		resilient := media.Resilient(backend, media.ResilientConfig{Logger: log.With("component", "audio")})
-		backend, health = resilient, resilient
-	}
-	micGain, err := dsp.NewGain(cfg.Audio.MicGainDB)
-	if err != nil {
-		return usageError{fmt.Errorf("audio.mic_gain_db: %w", err)}
-	}
-	speakerGain, err := dsp.NewGain(cfg.Audio.SpeakerGainDB)
-	if err != nil {
-		return usageError{fmt.Errorf("audio.speaker_gain_db: %w", err)}
-	}
-	ringback, err := tone.ParseCadence(cfg.Audio.Ringback)
-	if err != nil {
-		return usageError{fmt.Errorf("audio.ringback: %w", err)}
-	}
-	prompts, err := loadPrompts(cfg.Audio.Prompts)
-	if err != nil {
-		return usageError{err}
-	}
-	rtpMedia := &device.RTPMedia{
-		Backend: backend, Jitter: media.JitterConfig{Min: cfg.Audio.Jitter.Min, Max: cfg.Audio.Jitter.Max},
-		Ptime: cfg.Audio.Ptime, MicGain: micGain, SpeakerGain: speakerGain,
-		Ringback: ringback, EchoSuppression: cfg.Audio.EchoSuppression, Logger: log.With("component", "media"),
-	}
-	defer rtpMedia.Close()
-	var simPins device.SimPins
-	if pins.bank != nil {
-		simPins = pins
-	}
-	station, err := device.New(device.Config{
-		Config:  cfg,
-		Phone:   device.SIPPhone{Agent: agent},
-		Media:   rtpMedia,
-		MediaIP: listenIP(cfg.SIP.Listen),
-		Relays:  relays, LEDs: leds, Buttons: buttons, Inputs: inputs, SimPins: simPins, Audio: health,
-		Logger: log.With("component", "device"), Version: version, Prompts: prompts,
-	})
-	if err != nil {
-		return err
-	}
-
-	// The SIP agent outlives the station by a moment so that a call in
-	// progress is hung up before the agent un-registers and closes.
-	agentCtx, stopAgent := context.WithCancel(context.Background())
-	defer stopAgent()
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- agent.Run(agentCtx) }()
-
-	apiDone := make(chan error, 1)
-	if cfg.API.Listen != "" {
-		ln, err := net.Listen("tcp", cfg.API.Listen)
-		if err != nil {
-			stopAgent()
-			<-agentDone
-			return fmt.Errorf("api: %w", err)
-		}
-		srv := &http.Server{
-			Handler:           api.Handler(api.Config{Station: station, Token: cfg.API.Token, Logger: log.With("component", "api")}),
-			ReadHeaderTimeout: 5 * time.Second,
-			BaseContext:       func(net.Listener) context.Context { return ctx },
-		}
-		go func() { apiDone <- srv.Serve(ln) }()
-		defer srv.Close()
-		log.Info("api listening", "addr", ln.Addr().String())
-	}
-
-	log.Info("door station starting", "name", cfg.Device.Name, "version", version, "sip", cfg.SIP.Listen, "registrar", cfg.SIP.Registrar)
-	stationErr := station.Run(ctx, device.SIPEvents(agentCtx, agent.Events()))
-	stopAgent()
-	agentErr := <-agentDone
-	select {
-	case err := <-apiDone:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("api: %w", err)
-		}
-	default:
-	}
+	err = sup.run(runCtx, cfg, localCfg)
 	log.Info("door station stopped")
-	return errors.Join(stationErr, agentErr)
+	return err
+}
+
+// loadLocal reads and checks the configuration file on the board.
+func loadLocal(path string) (config.Layer, *config.Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return config.Layer{}, nil, fmt.Errorf("config: %w", err)
+	}
+	local := config.Layer{Name: path, Data: data}
+	cfg, err := config.ParseLayers(local)
+	if err != nil {
+		return config.Layer{}, nil, err
+	}
+	return local, cfg, nil
 }
 
 // maxPrompt bounds a recorded prompt: the visitor waits through it, and a
@@ -332,6 +215,14 @@ func (p *pins) pin(name string) (pgpio.PinIO, error) {
 }
 
 func (p *pins) out(name string) (pgpio.PinOut, error) { return p.pin(name) }
+
+func (p *pins) led(lc config.LED) (*gpio.LED, error) {
+	pin, err := p.out(lc.Pin)
+	if err != nil {
+		return nil, fmt.Errorf("led %s: %w", lc.Name, err)
+	}
+	return gpio.NewLED(gpio.LEDConfig{Name: lc.Name, Pin: pin, ActiveLow: lc.Active == "low"})
+}
 
 func (p *pins) input(name, pinName, active, pull string, debounce, longPress time.Duration) (*gpio.Input, error) {
 	pin, err := p.pin(pinName)
