@@ -9,7 +9,7 @@ TAGS     := nethttpomithttp2
 DEB_PKGS := kamailio baresip-core sip-tester sox portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins tshark qemu-user-static
 TONE     := examples/test-tone.wav
 
-.PHONY: all build deps run test unit arm-test e2e vet bench clean
+.PHONY: all build deps run test unit arm-test fuzz e2e vet bench clean
 
 all: build
 
@@ -59,6 +59,20 @@ arm-test:
 			$$($(GO) list ./... | grep -v /e2e) || exit 1; \
 	done
 
+# fuzz runs every fuzz target for FUZZTIME on top of its committed seed
+# corpus (testdata/fuzz); run longer with e.g. `make fuzz FUZZTIME=10m`, or
+# one target: go test -run '^$$' -fuzz '^FuzzParseLayers$$' ./device/config
+FUZZTIME ?= 10s
+
+fuzz:
+	@for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v /e2e/); do \
+		pkg=./$$(dirname $${f#./}); \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$pkg $$name ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
 # e2e runs the real peers (kamailio, baresip, sipp); INTERCOM_E2E=1 makes a
 # missing peer a failure instead of a skip.
 e2e:
@@ -67,7 +81,7 @@ e2e:
 # In `make test` a missing peer or sound server fails the run (CI installs
 # them through deps); alone, `make unit` skips those tests with a hint.
 test: export INTERCOM_E2E = 1
-test: deps vet unit arm-test e2e
+test: deps vet unit arm-test fuzz e2e
 
 # bench runs the micro-benchmarks, then the same G.711 call (BENCH_SECONDS
 # long) answered by the station and by baresip, side by side, and the
