@@ -341,7 +341,11 @@ func (p *Provisioner) confirmOrRollBack(ctx context.Context, b Bundle) {
 			return
 		}
 		if errors.Is(cause, errRegisterTimeout) {
-			err = fmt.Errorf("%w within %v", errRegisterTimeout, p.cfg.RollbackAfter)
+			// Registered's own error says why (a 401, no answer); keep it.
+			if err == nil || errors.Is(err, context.Canceled) {
+				err = errRegisterTimeout
+			}
+			err = fmt.Errorf("%w (rollback_after %v)", err, p.cfg.RollbackAfter)
 		}
 		if err != nil {
 			p.rollBack(ctx, err.Error())

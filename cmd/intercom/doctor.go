@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"intercom/provisioning"
 	"io"
 	"net"
 	"net/netip"
@@ -98,7 +100,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) error {
 // need no config still run so the installer sees them at once.
 func doctor(ctx context.Context, env doctorEnv, path string, w io.Writer) error {
 	var results []result
-	cfg, err := config.Load(path)
+	local, cfg, err := loadLocal(path)
 	if err != nil {
 		print1(w, result{fail, "config: " + path + " does not load", "correct the problems below; `intercom config check " + path + "` repeats them"})
 		for _, line := range strings.Split(err.Error(), "\n") {
@@ -109,6 +111,13 @@ func doctor(ctx context.Context, env doctorEnv, path string, w io.Writer) error 
 	}
 	results = append(results, checkClock(env.clock.Now(), env.notBefore))
 	results = append(results, checkNetwork(env.root, env.ifaceAddrs, cfg == nil || needsUplink(cfg)))
+	if cfg != nil && cfg.Provisioning.URL != "" {
+		results = append(results, checkProvisioning(ctx, local, cfg.Provisioning))
+		// The checks below look at what the station would run.
+		if store, err := provisioning.OpenStore(provisioningDir(cfg.Provisioning)); err == nil {
+			cfg = effective(store, local, cfg)
+		}
+	}
 	if cfg != nil {
 		results = append(results, checkRegistrar(ctx, cfg.SIP, env.resolver, env.sipTimeout)...)
 		results = append(results, checkSound(cfg.Audio, env.soundDevices)...)
@@ -129,6 +138,43 @@ func doctor(ctx context.Context, env doctorEnv, path string, w io.Writer) error 
 		return fmt.Errorf("doctor: %d check(s) failed", failed)
 	}
 	return nil
+}
+
+// checkProvisioning fetches the provisioned documents once, without
+// storing or applying them, and checks that they merge over the local file.
+func checkProvisioning(ctx context.Context, local config.Layer, pc config.Provisioning) result {
+	const fix = "check provisioning.url and the server; the station keeps its last good documents meanwhile"
+	stationURL, commonURL, err := expandURLs(pc)
+	if err != nil {
+		return result{fail, "provisioning: " + err.Error(), "set the placeholders' sources or change provisioning.url"}
+	}
+	var key ed25519.PublicKey
+	if pc.PublicKey != "" {
+		if key, err = provisioning.ParsePublicKey(pc.PublicKey); err != nil {
+			return result{fail, "provisioning: " + err.Error(), "set provisioning.public_key to the server's ed25519 key"}
+		}
+	}
+	client, err := provisioning.NewClient(provisioning.TLSConfig{CA: pc.CA, ClientCert: pc.ClientCert, ClientKey: pc.ClientKey})
+	if err != nil {
+		return result{fail, "provisioning: " + err.Error(), "check provisioning.ca, client_cert and client_key"}
+	}
+	var b provisioning.Bundle
+	for _, d := range []struct {
+		url string
+		doc *provisioning.Document
+	}{{commonURL, &b.Common}, {stationURL, &b.Station}} {
+		if d.url == "" {
+			continue
+		}
+		src := provisioning.Source{URL: d.url, User: pc.User, Password: pc.Password, Token: pc.Token, PublicKey: key}
+		if *d.doc, _, err = provisioning.Fetch(ctx, client, src, provisioning.Document{}); err != nil {
+			return result{fail, err.Error(), fix}
+		}
+	}
+	if _, err := config.ParseLayers(local, layers(b)...); err != nil {
+		return result{fail, "provisioning: the documents would be refused: " + strings.ReplaceAll(err.Error(), "\n", "; "), "correct the documents on the server"}
+	}
+	return result{ok, "provisioning: " + provisioning.MaskURL(stationURL) + " fetched; it merges over the local file and validates", ""}
 }
 
 type status string

@@ -50,6 +50,10 @@ type supervisor struct {
 
 	events chan any // SIP events for whichever station runs
 	reg    regState
+	// handover is the registration the stopped station last saw, for the
+	// next one: a restarted SIP agent then shows as a change (an
+	// unregistered event) instead of a fresh start.
+	handover *device.RegistrationEvent
 }
 
 type applyRequest struct {
@@ -169,6 +173,8 @@ func (s *supervisor) reconfigure(ctx context.Context, next *config.Config) error
 		return nil
 	}
 	prev := s.cfg
+	last, _ := s.reg.get()
+	s.handover = &last
 	if err := s.stn.stopWhenIdle(ctx); err != nil {
 		return err
 	}
@@ -465,6 +471,9 @@ func (s *supervisor) startStation(ctx context.Context, cfg *config.Config) (_ *s
 		simPins = pins
 	}
 	reg, _ := s.reg.get()
+	if s.handover != nil {
+		reg, s.handover = *s.handover, nil
+	}
 	st, err := device.New(device.Config{
 		Config:  cfg,
 		Phone:   device.SIPPhone{Agent: s.sip.agent},
