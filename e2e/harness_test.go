@@ -1,6 +1,7 @@
 // Package e2e holds the end-to-end acceptance tests: the intercom binary
 // against real SIP peers (kamailio as registrar, baresip as the flat's
-// phones, sipp for scripted calls and RFC 4733 digits) on loopback. Tests
+// phones, sipp for scripted calls and RFC 4733 digits, nginx as the
+// provisioning server) on loopback. Tests
 // assert what the peers saw and heard and what the HTTP API reports, never
 // the station's log lines.
 //
@@ -26,7 +27,7 @@ import (
 	"time"
 )
 
-const installHint = "install with: apt-get install kamailio baresip-core sip-tester sox"
+const installHint = "install with: apt-get install kamailio baresip-core sip-tester sox nginx-light"
 
 // lookTool finds a peer's binary. kamailio and kamcmd live in /usr/sbin,
 // which is not on an ordinary user's PATH.
