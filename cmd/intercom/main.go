@@ -66,10 +66,10 @@ const usage = `usage:
   intercom provision render TEMPLATE CSV OUTDIR
                                        write OUTDIR/<mac>.yaml for each CSV row
                                        (header: mac, extension, password[, name])
-                                       from a text/template using {{.MAC}},
+                                       from a template using {{.MAC}},
                                        {{.Extension}}, {{.Password}}, {{.Name}};
-                                       quote values with yaml, as in
-                                       password: {{yaml .Password}}
+                                       {{yaml .Password}} inserts a quoted value,
+                                       as in password: {{yaml .Password}}
 `
 
 func run(args []string, stdout, stderr io.Writer) error {

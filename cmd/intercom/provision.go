@@ -8,10 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"text/template"
 	"unicode/utf8"
 
 	"intercom/device/config"
@@ -68,10 +68,7 @@ func renderStations(tmplPath, csvPath, outDir string, stdout io.Writer) error {
 	if err != nil {
 		return usageError{fmt.Errorf("provision render: %w", err)}
 	}
-	tmpl, err := template.New(filepath.Base(tmplPath)).
-		Option("missingkey=error").
-		Funcs(template.FuncMap{"yaml": yamlQuote}).
-		Parse(string(tmplText))
+	tmpl, err := parseTemplate(filepath.Base(tmplPath), string(tmplText))
 	if err != nil {
 		return usageError{fmt.Errorf("provision render: %w", err)}
 	}
@@ -86,16 +83,12 @@ func renderStations(tmplPath, csvPath, outDir string, stdout io.Writer) error {
 	var docs []rendered
 	var errs []error
 	for _, s := range stations {
-		var buf bytes.Buffer
-		if err := tmpl.Execute(&buf, s.data); err != nil {
+		doc := tmpl.render(s.data)
+		if err := config.CheckDocument(s.mac+".yaml", doc); err != nil {
 			errs = append(errs, fmt.Errorf("%s line %d: %w", csvPath, s.line, err))
 			continue
 		}
-		if err := config.CheckDocument(s.mac+".yaml", buf.Bytes()); err != nil {
-			errs = append(errs, fmt.Errorf("%s line %d: %w", csvPath, s.line, err))
-			continue
-		}
-		docs = append(docs, rendered{s.mac, buf.Bytes()})
+		docs = append(docs, rendered{s.mac, doc})
 	}
 	if len(errs) > 0 {
 		return usageError{fmt.Errorf("provision render: nothing written: %w", errors.Join(errs...))}
@@ -241,6 +234,69 @@ func normalizeMAC(s string) (string, error) {
 		return "", fmt.Errorf("mac %q: want 12 hex digits, plain or in pairs separated by ':' or '-'", s)
 	}
 	return strings.ToLower(plain), nil
+}
+
+// placeholder is a template's only kind of action: {{.Field}} inserts the
+// value as it is (inside a quoted string, say), {{yaml .Field}} as a YAML
+// string of its own. A full text/template would do, but it makes the
+// linker keep every exported method in the binary (about 2 MB more, all of
+// it resident on the board), for a tool that needs none of it.
+var placeholder = regexp.MustCompile(`\{\{\s*(yaml\s+)?\.([A-Za-z]+)\s*\}\}`)
+
+// docTemplate is a parsed TEMPLATE: text and placeholders in turn.
+type docTemplate struct {
+	parts []templatePart
+}
+
+type templatePart struct {
+	text  string
+	field string // "" for text
+	quote bool
+}
+
+// parseTemplate checks that every {{ opens a known placeholder.
+func parseTemplate(name, text string) (*docTemplate, error) {
+	fields := map[string]bool{}
+	for _, c := range stationColumns {
+		fields[c.field] = true
+	}
+	t := &docTemplate{}
+	rest, line := text, 1
+	for rest != "" {
+		i := strings.Index(rest, "{{")
+		if i < 0 {
+			t.parts = append(t.parts, templatePart{text: rest})
+			break
+		}
+		t.parts = append(t.parts, templatePart{text: rest[:i]})
+		line += strings.Count(rest[:i], "\n")
+		m := placeholder.FindStringSubmatch(rest[i:])
+		if m == nil || !strings.HasPrefix(rest[i:], m[0]) {
+			return nil, fmt.Errorf("%s:%d: only {{.Field}} and {{yaml .Field}} are understood here", name, line)
+		}
+		if !fields[m[2]] {
+			return nil, fmt.Errorf("%s:%d: unknown field .%s (have .MAC, .Extension, .Password, .Name)", name, line, m[2])
+		}
+		t.parts = append(t.parts, templatePart{field: m[2], quote: m[1] != ""})
+		rest = rest[i+len(m[0]):]
+	}
+	return t, nil
+}
+
+// render fills the placeholders with one station's values.
+func (t *docTemplate) render(data map[string]string) []byte {
+	var b bytes.Buffer
+	for _, p := range t.parts {
+		switch {
+		case p.field == "":
+			b.WriteString(p.text)
+		case p.quote:
+			b.WriteString(yamlQuote(data[p.field]))
+		default:
+			b.WriteString(data[p.field])
+		}
+	}
+	return b.Bytes()
 }
 
 // yamlQuote is the template function yaml: it writes a value as a YAML

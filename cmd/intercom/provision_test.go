@@ -183,15 +183,16 @@ func TestProvisionRenderErrors(t *testing.T) {
 		{"empty CSV", stationTemplate, "", []string{"stations.csv: empty"}},
 		{"header only", stationTemplate, "mac,extension,password\n", []string{"stations.csv: no stations"}},
 		{"unknown template field", "sip:\n  user: {{.Extenson}}\n", good,
-			[]string{"stations.csv line 2:", `map has no entry for key "Extenson"`}},
-		{"template syntax", "sip:\n  user: {{.Extension\n", good, []string{"provision render: template: station.tmpl:"}},
+			[]string{"station.tmpl:2: unknown field .Extenson"}},
+		{"template syntax", "sip:\n  user: {{.Extension\n", good, []string{"provision render: station.tmpl:2: only {{.Field}}"}},
+		{"template action", "{{if true}}x{{end}}\n", good, []string{"station.tmpl:1: only {{.Field}} and {{yaml .Field}}"}},
 		{"document fails the schema", "sip:\n  user: {{.Extension}}\n  colour: red\n", good,
 			[]string{"stations.csv line 2: 001122334455.yaml:3: sip.colour: unknown key"}},
 		{"unquoted special characters", "sip:\n  password: {{.Password}}\n", "mac,extension,password\n001122334455,201,\"a: b\"\n",
 			[]string{"stations.csv line 2: 001122334455.yaml:2: invalid YAML"}},
 		{"provisioning in the template", "provisioning:\n  interval: 1h\n", good,
 			[]string{"001122334455.yaml:1: provisioning: set only in the local file"}},
-		{"empty rendering", "{{if false}}x{{end}}\n", good, []string{"001122334455.yaml: empty document"}},
+		{"empty rendering", "# {{.Name}}\n", good, []string{"001122334455.yaml: empty document"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,8 +218,9 @@ func TestProvisionRenderErrors(t *testing.T) {
 
 // One bad row keeps the good rows from being written.
 func TestProvisionRenderAllOrNothing(t *testing.T) {
-	csv := "mac,extension,password\n001122334455,201,pw\n002233445566,202,pw\n"
-	tmpl := "sip:\n  user: {{yaml .Extension}}\n{{if eq .Extension \"202\"}}  colour: red\n{{end}}"
+	var csv string
+	tmpl := "sip:\n  user: {{yaml .Extension}}\n  {{.Password}}: red\n"
+	csv = "mac,extension,password\n001122334455,201,password\n002233445566,202,colour\n"
 	outDir, stdout, err := renderFiles(t, tmpl, csv)
 	if err == nil || !strings.Contains(err.Error(), "stations.csv line 3: 002233445566.yaml:3: sip.colour: unknown key") {
 		t.Fatalf("got %v", err)
