@@ -95,10 +95,13 @@ func (s *supervisor) run(ctx context.Context, cfg, local *config.Config) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-s.stn.done:
-			return fmt.Errorf("station: %w", errOrStopped(err))
-		case err := <-s.sip.done:
-			return fmt.Errorf("sip: %w", errOrStopped(err))
+		case <-s.stn.done:
+			if ctx.Err() != nil {
+				return nil // the station saw ctx end first
+			}
+			return fmt.Errorf("station: %w", errOrStopped(s.stn.err))
+		case <-s.sip.done:
+			return fmt.Errorf("sip: %w", errOrStopped(s.sip.err))
 		case err := <-s.api.doneCh():
 			return fmt.Errorf("api: %w", err)
 		case req := <-s.applies:
@@ -315,7 +318,8 @@ func (r *regState) setLocked(ev device.RegistrationEvent) {
 type sipPart struct {
 	agent *sipagent.Agent
 	stopF context.CancelFunc
-	done  chan error // the agent's Run result
+	done  chan struct{} // closed when the agent's Run returned err
+	err   error
 	pumpW sync.WaitGroup
 }
 
@@ -338,8 +342,11 @@ func (s *supervisor) startSIP(cfg *config.Config) (*sipPart, error) {
 	// The agent outlives a station rebuild; its context is not run's, so
 	// that shutdown can stop the station first.
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &sipPart{agent: agent, stopF: cancel, done: make(chan error, 1)}
-	go func() { p.done <- agent.Run(ctx) }()
+	p := &sipPart{agent: agent, stopF: cancel, done: make(chan struct{})}
+	go func() {
+		p.err = agent.Run(ctx)
+		close(p.done)
+	}()
 	in := device.SIPEvents(ctx, agent.Events())
 	p.pumpW.Go(func() {
 		for ev := range in {
@@ -406,12 +413,13 @@ func (p *apiPart) stop() {
 type stationPart struct {
 	st      *device.Station
 	cancel  context.CancelFunc
-	done    chan error
+	done    chan struct{} // closed when the station's Run returned err
+	err     error
 	closers []io.Closer
 }
 
 func (s *supervisor) startStation(ctx context.Context, cfg *config.Config) (_ *stationPart, err error) {
-	p := &stationPart{done: make(chan error, 1)}
+	p := &stationPart{done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			p.close()
@@ -489,7 +497,10 @@ func (s *supervisor) startStation(ctx context.Context, cfg *config.Config) (_ *s
 	p.st = st
 	runCtx, cancel := context.WithCancel(ctx)
 	p.cancel = cancel
-	go func() { p.done <- st.Run(runCtx, s.events) }()
+	go func() {
+		p.err = st.Run(runCtx, s.events)
+		close(p.done)
+	}()
 	s.live.set(st)
 	s.log.Info("door station running", "name", cfg.Device.Name, "version", version, "sip", cfg.SIP.Listen, "registrar", cfg.SIP.Registrar)
 	return p, nil
@@ -542,10 +553,10 @@ func (s *supervisor) newMedia(cfg *config.Config) (*device.RTPMedia, device.Audi
 func (p *stationPart) stopWhenIdle(ctx context.Context) error {
 	p.st.StopWhenIdle()
 	select {
-	case err := <-p.done:
+	case <-p.done:
 		p.cancel()
 		p.close()
-		return err
+		return p.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
