@@ -240,3 +240,24 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+// Ping returns once the event loop has run a no-op: the systemd watchdog
+// is fed only while the loop answers.
+func (s *Station) Ping(ctx context.Context) error {
+	return s.do(ctx, func() error { return nil })
+}
+
+// MediaFrames reports how many frames the call's media loop has handled
+// (each one sends a packet or counts a refused send) and whether a call's
+// media is running, so that the watchdog can tell a stuck media loop.
+func (s *Station) MediaFrames(ctx context.Context) (frames uint64, running bool, err error) {
+	err = s.do(ctx, func() error {
+		if s.state != stateActive || s.stream == nil {
+			return nil
+		}
+		ms, ok := s.stream.Stats()
+		frames, running = ms.PacketsSent+ms.SendErrors, ok
+		return nil
+	})
+	return frames, running, err
+}

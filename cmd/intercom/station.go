@@ -24,6 +24,7 @@ import (
 	"intercom/device/config"
 	"intercom/gpio"
 	"intercom/gpio/sim"
+	"intercom/internal/sdnotify"
 	"intercom/media/tone"
 	"intercom/media/wav"
 )
@@ -43,7 +44,12 @@ func runStation(path string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	notify, err := sdnotify.FromEnv()
+	if err != nil {
+		return err
+	}
 	sup := newSupervisor(log)
+	sup.notify = notify
 	cfg := localCfg
 	var prov *autoProvisioning
 	if localCfg.Provisioning.URL != "" {

@@ -16,6 +16,8 @@ import (
 	"intercom/device"
 	"intercom/device/api"
 	"intercom/device/config"
+	"intercom/internal/clock"
+	"intercom/internal/sdnotify"
 	"intercom/media"
 	"intercom/media/dsp"
 	"intercom/media/tone"
@@ -34,6 +36,9 @@ type supervisor struct {
 	bus  *device.Bus
 	live liveStation
 	prov device.Provisioning // nil without provisioning
+	// notify tells systemd about start-up, status and shutdown and feeds
+	// its watchdog; disabled outside systemd.
+	notify *sdnotify.Notifier
 
 	// applies carries new configurations from the provisioner to run's
 	// goroutine, which owns every field below.
@@ -73,6 +78,7 @@ func newSupervisor(log *slog.Logger) *supervisor {
 	}
 	s.live.bus = s.bus
 	s.reg.changed = make(chan struct{})
+	s.notify = &sdnotify.Notifier{}
 	return s
 }
 
@@ -91,6 +97,11 @@ func (s *supervisor) run(ctx context.Context, cfg, local *config.Config) error {
 			return err
 		}
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { s.systemd(ctx) })
 	for {
 		select {
 		case <-ctx.Done():
@@ -227,6 +238,9 @@ func (s *supervisor) stopParts(prev, next *config.Config) {
 // shutdown stops the station before the SIP agent, so that a call in
 // progress is hung up before the agent un-registers and closes.
 func (s *supervisor) shutdown() {
+	if err := s.notify.Stopping(); err != nil {
+		s.log.Warn("systemd", "err", err)
+	}
 	s.stopAll()
 	s.bus.Close()
 	if s.paTerminate != nil {
@@ -281,6 +295,8 @@ type regState struct {
 	mu      sync.Mutex
 	gen     uint64 // the SIP agent's generation
 	ev      device.RegistrationEvent
+	user    string // the agent's sip.user and sip.listen, for the status line
+	listen  string
 	changed chan struct{} // closed at the next change
 }
 
@@ -290,11 +306,19 @@ func (r *regState) get() (device.RegistrationEvent, <-chan struct{}) {
 	return r.ev, r.changed
 }
 
+// agent returns the running agent's sip.user and sip.listen.
+func (r *regState) agent() (user, listen string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.user, r.listen
+}
+
 // reset starts a new agent generation and returns it.
-func (r *regState) reset(ev device.RegistrationEvent) uint64 {
+func (r *regState) reset(ev device.RegistrationEvent, user, listen string) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.gen++
+	r.user, r.listen = user, listen
 	r.setLocked(ev)
 	return r.gen
 }
@@ -338,7 +362,7 @@ func (s *supervisor) startSIP(cfg *config.Config) (*sipPart, error) {
 	if cfg.SIP.Registrar == "" {
 		first.State = "disabled"
 	}
-	gen := s.reg.reset(first)
+	gen := s.reg.reset(first, cfg.SIP.User, cfg.SIP.Listen)
 	// The agent outlives a station rebuild; its context is not run's, so
 	// that shutdown can stop the station first.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -671,4 +695,113 @@ func (l *liveStation) ProvisioningStatus() *api.ProvisioningStatus {
 		return nil
 	}
 	return st.ProvisioningStatus()
+}
+
+// readyWait bounds the wait for the first registration attempt before
+// READY=1: within systemd's start timeout (90 s), and past a UDP
+// transaction's 32 s (RFC 3261 §17.1.2.2, Timer F).
+const readyWait = 40 * time.Second
+
+// systemd tells systemd that the station has started once the first
+// registration attempt has finished (at once peer-to-peer), then keeps
+// the status line current and feeds the watchdog until ctx is done.
+func (s *supervisor) systemd(ctx context.Context) {
+	wait := clock.Real{}.NewTimer(readyWait)
+	defer wait.Stop()
+first:
+	for {
+		reg, changed := s.reg.get()
+		if reg.State != "registering" {
+			break
+		}
+		select {
+		case <-changed:
+		case <-wait.C():
+			break first // ready all the same; the status says registering
+		case <-ctx.Done():
+			return
+		}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		err := s.notify.RunWatchdog(ctx, clock.Real{}, s.live.ping, sdnotify.Progress("media loop", s.live.mediaFrames))
+		if err != nil {
+			s.log.Error("systemd watchdog: cannot notify, systemd will restart the station", "err", err)
+		}
+	})
+	events, unsubscribe := s.bus.Subscribe()
+	defer unsubscribe()
+	call, ready := "", false
+	for {
+		reg, changed := s.reg.get()
+		user, listen := s.reg.agent()
+		if err := s.notify.Status(statusLine(reg, user, listen, call)); err != nil {
+			s.log.Warn("systemd", "err", err)
+		}
+		if !ready {
+			// After the first status line, so that it shows from the start.
+			if err := s.notify.Ready(); err != nil {
+				s.log.Warn("systemd", "err", err)
+			}
+			ready = true
+		}
+		select {
+		case <-changed:
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			switch ev.Type {
+			case "answered":
+				call, _ = ev.Data["remote"].(string)
+			case "hangup":
+				call = ""
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// statusLine is what `systemctl status intercom` shows.
+func statusLine(reg device.RegistrationEvent, user, listen, call string) string {
+	var line string
+	switch reg.State {
+	case "registered":
+		line = fmt.Sprintf("registered to %s as %s", reg.Registrar, user)
+	case "failed":
+		line = fmt.Sprintf("registration to %s as %s failed: %v", reg.Registrar, user, reg.Err)
+	case "disabled":
+		line = "peer-to-peer, listening on " + listen
+	default:
+		line = fmt.Sprintf("registering to %s as %s", reg.Registrar, user)
+	}
+	if call != "" {
+		line += "; in a call with " + call
+	}
+	return line
+}
+
+// ping is the watchdog's main-loop probe. No station (a rebuild in
+// progress) counts as not answering: a rebuild that hangs must restart.
+func (l *liveStation) ping(ctx context.Context) error {
+	st, err := l.get()
+	if err == nil {
+		err = st.Ping(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("main loop: %w", err)
+	}
+	return nil
+}
+
+// mediaFrames is the watchdog's media-loop counter; without a station
+// there is no call, and ping reports the missing station.
+func (l *liveStation) mediaFrames(ctx context.Context) (uint64, bool, error) {
+	st, err := l.get()
+	if err != nil {
+		return 0, false, nil
+	}
+	return st.MediaFrames(ctx)
 }
