@@ -12,6 +12,14 @@ import (
 // after an overrun: a stalled caller must not be followed by a burst.
 const maxLag = 100 * time.Millisecond
 
+// pacerSlack is how early a frame may be released rather than waited for.
+// A timer would not wake much closer to the due time than that anyway,
+// and when one loop drives a Source and a Sink on the same schedule (the
+// session's frame loop), the second of them would otherwise sleep a few
+// microseconds every frame: a wake-up for nothing. The schedule itself
+// does not move, so early releases never add up.
+const pacerSlack = 2 * time.Millisecond
+
 // pacer releases frames on a steady schedule derived from a sample count,
 // so that rounding never accumulates into drift. It backs every backend
 // that has no hardware clock of its own.
@@ -44,7 +52,7 @@ func (p *pacer) wait(n int) error {
 	if p.start.IsZero() || now.Sub(due) > maxLag {
 		p.start, p.samples, due = now, 0, now
 	}
-	if d := due.Sub(now); d > 0 {
+	if d := due.Sub(now); d > pacerSlack {
 		if p.timer == nil {
 			p.timer = p.clk.NewTimer(d)
 		} else {

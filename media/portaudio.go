@@ -441,9 +441,10 @@ type paStream struct {
 	closed atomic.Bool   // set first by Close, so that callers stop queueing on mu
 	xruns  atomic.Uint64 // input overflows or output underflows
 
-	mu   sync.Mutex
-	st   unsafe.Pointer // the C PaStream; nil once closed
-	conv *rateConv      // nil when the device runs at the call's rate; used under mu
+	mu      sync.Mutex
+	st      unsafe.Pointer // the C PaStream; nil once closed
+	conv    *rateConv      // nil when the device runs at the call's rate; used under mu
+	silence []int16        // a frame of silence, written after an underflow; used under mu
 }
 
 // transfer moves one frame through the stream, straight from or into the
@@ -490,6 +491,16 @@ func (s *paStream) transferLocked(frame []int16, input bool) error {
 	if code == xrun {
 		if s.xruns.Add(1) == 1 {
 			s.log.Warn("media: portaudio: xrun", "device", s.device, "dir", s.dir, "error", paError(code))
+		}
+		if !input {
+			// The card ran dry and starts again with only this frame
+			// queued; a frame of silence behind it gives it one in hand
+			// again, as the session's frame loop writes one frame per
+			// frame it reads.
+			if len(s.silence) < len(frame) {
+				s.silence = make([]int16, len(frame))
+			}
+			C.ic_Pa_WriteStream(s.st, unsafe.Pointer(&s.silence[0]), C.ulong(len(frame)))
 		}
 		return nil
 	}

@@ -51,7 +51,8 @@ type SessionConfig struct {
 	Sink            Sink          // speaker; owned by the caller
 	Jitter          JitterConfig  // zero fields => Min 20ms, Max 200ms
 	// OnDigit is called once per received RFC 4733 key press, from the
-	// receiving goroutine: it must not block.
+	// goroutine that reads RTP, which on Linux also carries the audio:
+	// it must not block.
 	OnDigit func(digit rune)
 	Logger  *slog.Logger
 	Clock   clock.Clock // times packet arrivals and playout; nil => clock.Real
@@ -121,9 +122,10 @@ type Session struct {
 	ssrc              uint32 // ours
 	rtpPeer, rtcpPeer *latch
 
-	snd sender
-	rcv receiver
-	ply playout
+	snd  sender
+	rcv  receiver
+	sock *rtpSocket // Conn as Run uses it
+	ply  playout
 
 	sent, sentBytes, sendErrors atomic.Uint64
 	received, receivedBytes     atomic.Uint64
@@ -218,12 +220,24 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 func (s *Session) Format() Format { return s.format }
 
 // Run sends and receives until ctx is done or a loop fails, then closes
-// Conn. It returns nil when ctx ended it. It returns only after the current
-// Source.Read and Sink.Write have returned, which a paced device does
-// within a frame.
+// Conn (on Linux, Conn is closed at once and its socket carried on
+// without the runtime's network poller). It returns nil when ctx ended it.
+// It returns only after the current Source.Read and Sink.Write have
+// returned, which a paced device does within a frame.
 func (s *Session) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("media: session: Run called twice")
+	}
+	sock, err := newRTPSocket(s.cfg.Conn, s.rcv.buf)
+	if err != nil {
+		if s.cfg.RTCPConn != nil {
+			s.cfg.RTCPConn.Close()
+		}
+		return err
+	}
+	s.sock = sock
+	if !sock.stampsArrivals() {
+		s.log.Warn("media: the kernel does not stamp receive times; packets are timed as the loop reads them, up to a frame late")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -232,7 +246,10 @@ func (s *Session) Run(ctx context.Context) error {
 		errOnce sync.Once
 		runErr  error
 	)
-	loops := []func(context.Context) error{s.sendLoop, s.receiveLoop, s.playoutLoop}
+	loops := []func(context.Context) error{s.frameLoop}
+	if !drainsSocket {
+		loops = append(loops, s.receiveLoop)
+	}
 	if s.cfg.RTCPConn != nil {
 		loops = append(loops, s.rtcpSendLoop, s.rtcpReceiveLoop)
 	}
@@ -245,7 +262,7 @@ func (s *Session) Run(ctx context.Context) error {
 		})
 	}
 	<-ctx.Done()
-	closeErr := s.cfg.Conn.Close()
+	closeErr := s.sock.close()
 	if s.cfg.RTCPConn != nil {
 		// RFC 3550 §6.3.7: a participant leaving says BYE.
 		s.sendReport(true)
@@ -349,41 +366,87 @@ func (s *sender) next() ([]byte, error) {
 	return s.buf[:n], nil
 }
 
-func (s *Session) sendLoop(ctx context.Context) error {
-	for ctx.Err() == nil {
+// frameLoop carries the call's audio, a frame at a time, at the pace of
+// the Source and Sink (a sound card's clock, or a pacer): each frame it
+// sends what the microphone gave, takes in the RTP packets that arrived
+// meanwhile (where the platform drains the socket here), and plays the
+// jitter buffer's next frame. One wake-up per frame, rather than one per
+// loop and per packet, is what keeps a call cheap on a small board.
+//
+// The speaker gets a frame of silence ahead of the first one, so that it
+// always holds a frame in hand: a sound card starts playing once a frame
+// is queued, and would run dry at every late wake-up if each frame came
+// just as the last one ended. A paced Sink then blocks in Write rather
+// than the Source in Read, which costs nothing. With microphone and
+// speaker on one card's clock, the speaker's buffer stays that full. If
+// the speaker's clock is slower, Write blocks and the loop follows the
+// speaker; if faster, the card runs dry now and then. Either is an xrun
+// the backend counts, and the call goes on.
+func (s *Session) frameLoop(ctx context.Context) error {
+	for primed := false; ctx.Err() == nil; primed = true {
 		if err := s.cfg.Source.Read(s.snd.frame); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("media: read source: %w", err)
 		}
-		ts := s.snd.pkt.Timestamp
-		b, err := s.snd.next()
-		if err != nil {
+		if err := s.sendFrame(ctx); err != nil {
 			return err
 		}
-		dest := s.rtpPeer.addr()
-		if _, err := s.cfg.Conn.WriteToUDPAddrPort(b, dest); err != nil {
+		if err := s.sock.drain(s.clk.Now(), s.receive); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			// A send can fail transiently (no route yet, a full buffer);
-			// the call goes on and the failure shows in Stats.
-			s.sendErrors.Add(1)
-			s.log.Debug("media: rtp send failed", "remote", dest, "err", err)
-			continue
+			return fmt.Errorf("media: read rtp: %w", err)
 		}
-		now := s.clk.Now()
-		s.mu.Lock()
-		s.rtcp.sentTS, s.rtcp.sentAt = ts, now
-		s.mu.Unlock()
-		s.sent.Add(1)
-		s.sentBytes.Add(uint64(len(s.snd.pkt.Payload)))
+		if !primed {
+			clear(s.ply.frame)
+			if err := s.cfg.Sink.Write(s.ply.frame); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("media: write sink: %w", err)
+			}
+		}
+		if err := s.playFrame(); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
 	}
 	return nil
 }
 
-// receiver holds the receiving goroutine's state.
+// sendFrame sends s.snd.frame as the next RTP packet.
+func (s *Session) sendFrame(ctx context.Context) error {
+	ts := s.snd.pkt.Timestamp
+	b, err := s.snd.next()
+	if err != nil {
+		return err
+	}
+	dest := s.rtpPeer.addr()
+	if err := s.sock.send(b, dest); err != nil {
+		if ctx.Err() != nil {
+			return nil // Run closed the socket; the loop ends at its check of ctx
+		}
+		// A send can fail transiently (no route yet, a full buffer);
+		// the call goes on and the failure shows in Stats.
+		s.sendErrors.Add(1)
+		s.log.Debug("media: rtp send failed", "remote", dest, "err", err)
+		return nil
+	}
+	now := s.clk.Now()
+	s.mu.Lock()
+	s.rtcp.sentTS, s.rtcp.sentAt = ts, now
+	s.mu.Unlock()
+	s.sent.Add(1)
+	s.sentBytes.Add(uint64(len(s.snd.pkt.Payload)))
+	return nil
+}
+
+// receiver holds the receive path's state: the frame loop's, or where
+// it does not drain the socket, receiveLoop's.
 type receiver struct {
 	buf  []byte
 	pkt  rtp.Packet
@@ -392,6 +455,8 @@ type receiver struct {
 	dtmf dtmfReceiver
 }
 
+// receiveLoop reads the RTP socket where the frame loop does not drain
+// it, timing each packet as it is read.
 func (s *Session) receiveLoop(ctx context.Context) error {
 	for {
 		n, from, err := s.cfg.Conn.ReadFromUDPAddrPort(s.rcv.buf)
@@ -471,7 +536,7 @@ func (s *Session) countReceived(payload int) {
 	s.receivedBytes.Add(uint64(payload))
 }
 
-// playout holds the playout goroutine's buffers.
+// playout holds the playout buffers.
 type playout struct {
 	payload []byte
 	frame   []int16
@@ -482,18 +547,6 @@ type playout struct {
 // concealFrames is how many frames a missing packet is papered over
 // (repeating the last one, halving its level each time) before silence.
 const concealFrames = 4
-
-func (s *Session) playoutLoop(ctx context.Context) error {
-	for ctx.Err() == nil {
-		if err := s.playFrame(); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-	}
-	return nil
-}
 
 // playFrame takes one frame from the jitter buffer and writes it to Sink.
 func (s *Session) playFrame() error {

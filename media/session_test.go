@@ -1,12 +1,14 @@
 package media
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -473,5 +475,110 @@ func TestQuietG711(t *testing.T) {
 				t.Errorf("%s: level %d quiet = %v, want %v", c.Name, tc.level, got, tc.want)
 			}
 		}
+	}
+}
+
+// stepSource gives a frame at the given level each time the test sends on
+// step, and ErrClosed once step is closed.
+type stepSource struct {
+	step  chan struct{}
+	level int16
+}
+
+func (s *stepSource) Read(frame []int16) error {
+	if _, ok := <-s.step; !ok {
+		return ErrClosed
+	}
+	for i := range frame {
+		frame[i] = s.level
+	}
+	return nil
+}
+
+func (s *stepSource) Close() error { return nil }
+
+// levelSink passes on the first sample of each frame written.
+type levelSink chan int16
+
+func (s levelSink) Write(frame []int16) error { s <- frame[0]; return nil }
+func (s levelSink) Close() error              { return nil }
+
+// TestFrameLoop checks a frame's work: the microphone's frame goes out,
+// the packets that arrived meanwhile go into the jitter buffer with their
+// arrival times, and the buffer's next frame is played, all at the
+// Source's pace, with one frame of silence ahead.
+func TestFrameLoop(t *testing.T) {
+	conn, _ := listen(t, "127.0.0.1")
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second)) // a lost packet fails the test rather than hang it
+	clk := clocktest.New(epoch)
+	src, sink := &stepSource{step: make(chan struct{}), level: 2000}, make(levelSink, 1)
+	s, err := NewSession(SessionConfig{Conn: conn, Remote: localAddr(peer), Codec: PCMU, Source: src, Sink: sink,
+		Jitter: JitterConfig{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+
+	want := make([]byte, 160)
+	PCMU.Encode(want, slices.Repeat([]int16{2000}, 160))
+	var seq uint16
+	sent := func(n int) {
+		t.Helper()
+		buf := make([]byte, maxPacket)
+		m, err := peer.Read(buf)
+		var p rtp.Packet
+		if err != nil || p.Unmarshal(buf[:m]) != nil {
+			t.Fatalf("frame %d: peer read %d bytes: %v", n, m, err)
+		}
+		if n > 0 && p.SequenceNumber != seq+1 || !bytes.Equal(p.Payload, want) {
+			t.Fatalf("frame %d: sent seq %d (previous %d), payload %x", n, p.SequenceNumber, seq, p.Payload)
+		}
+		seq = p.SequenceNumber
+	}
+	// The peer's packet is waiting on the socket when the frame starts.
+	if _, err := peer.WriteToUDPAddrPort(audioPacket(7, 0, 1000), localAddr(conn)); err != nil {
+		t.Fatal(err)
+	}
+	step := func() {
+		t.Helper()
+		select {
+		case src.step <- struct{}{}:
+		case err := <-done:
+			t.Fatalf("Run returned %v", err)
+		}
+	}
+	step()
+	sent(0)
+	// A frame of silence goes ahead, then the first frame: silence too,
+	// as the packet must wait jitter.min.
+	for i := range 2 {
+		if got := <-sink; got != 0 {
+			t.Fatalf("write %d: played %d; want silence", i, got)
+		}
+	}
+	if st := s.Stats(); st.PacketsReceived != 1 || st.PacketsSent != 1 {
+		t.Fatalf("after a frame: %+v", st)
+	}
+	clk.Advance(20 * time.Millisecond)
+	step()
+	sent(1)
+	if got := <-sink; got < 900 || got > 1100 {
+		t.Fatalf("played level %d after jitter.min, want ~1000", got)
+	}
+	cancel()
+	close(src.step)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(sink); n != 0 {
+		t.Fatalf("%d more frames written; want one per frame read, and one ahead", n)
 	}
 }
