@@ -20,9 +20,10 @@ import (
 // DefaultDebounce is used when InputConfig.Debounce is zero.
 const DefaultDebounce = 30 * time.Millisecond
 
-// edgeWait bounds each WaitForEdge call, so Run notices cancellation and
-// polls the level in case the driver missed an edge.
-const edgeWait = 100 * time.Millisecond
+// edgeWait bounds each WaitForEdge call, so Run notices cancellation where
+// Halt cannot end the wait, and reads the level in case the driver missed
+// an edge. It is long because each wait that ends wakes an idle station.
+const edgeWait = time.Second
 
 // pollInterval paces reading the level of a line without edge detection:
 // a 50 ms press is still seen at least four times, and again once the

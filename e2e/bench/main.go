@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench compares the door station with baresip on this machine
 // (issue 3, acceptance 4): the same G.711 call, placed by a baresip caller
 // on loopback, is answered once by `intercom run` and once by baresip, and
@@ -562,14 +564,17 @@ func (s *markSource) Close() error { return nil }
 // markSink is a speaker that notes how long after its packet was sent each
 // marked frame reached it.
 type markSink struct {
-	tick ticker
-	sent *stamps
-	mu   sync.Mutex
-	lat  []time.Duration
+	tick    ticker
+	sent    *stamps
+	mu      sync.Mutex
+	lat     []time.Duration
+	started chan struct{} // closed at the first Write: the speaker's frame period starts
+	once    sync.Once
 }
 
 func (s *markSink) Write(frame []int16) error {
 	now := time.Now()
+	s.once.Do(func() { close(s.started) })
 	if m := markOf(g711.EncodeUlawFrame(frame[0])); m >= 0 {
 		if d, ok := s.sent.since(m, now); ok {
 			s.mu.Lock()
@@ -590,7 +595,7 @@ var (
 
 // measureLatency runs a Session against a raw UDP peer on loopback for d:
 // the peer sends marked packets every ptime, starting phase after the
-// session starts, and reads the session's.
+// session's first frame to the speaker, and reads the session's.
 func measureLatency(d, phase time.Duration) (rx, tx []time.Duration, err error) {
 	lo := netip.MustParseAddr("127.0.0.1")
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: lo.AsSlice()})
@@ -604,7 +609,7 @@ func measureLatency(d, phase time.Duration) (rx, tx []time.Duration, err error) 
 	}
 	defer peer.Close()
 	ready, sent := &stamps{}, &stamps{}
-	sink := &markSink{sent: sent}
+	sink := &markSink{sent: sent, started: make(chan struct{})}
 	sess, err := media.NewSession(media.SessionConfig{
 		Conn:   conn,
 		Remote: peer.LocalAddr().(*net.UDPAddr).AddrPort(),
@@ -625,6 +630,15 @@ func measureLatency(d, phase time.Duration) (rx, tx []time.Duration, err error) 
 	wg.Go(func() { runErr = sess.Run(ctx) })
 	to := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	wg.Go(func() {
+		// The phase is within the speaker's frame period, which starts
+		// with its first frame: when that is (a session may play its
+		// first frame only once the microphone gave one) is not the
+		// receive path's delay.
+		select {
+		case <-sink.started:
+		case <-ctx.Done():
+			return
+		}
 		time.Sleep(phase)
 		sendMarked(ctx, peer, to, sent)
 	})
