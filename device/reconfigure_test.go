@@ -2,6 +2,7 @@ package device
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -84,5 +85,23 @@ func TestInitialRegistration(t *testing.T) {
 	}
 	if st.Registration.State != "registered" {
 		t.Fatalf("registration %q, want the state handed over", st.Registration.State)
+	}
+}
+
+func TestPingFailsWhileTheLoopHangs(t *testing.T) {
+	h := newHarness(t, testYAML)
+	if err := h.st.Ping(context.Background()); err != nil {
+		t.Fatalf("ping of a running station: %v", err)
+	}
+	release := make(chan struct{})
+	h.st.post(func() { <-release })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := h.st.Ping(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ping of a hung loop: %v, want the deadline", err)
+	}
+	close(release)
+	if err := h.st.Ping(context.Background()); err != nil {
+		t.Fatalf("ping after the loop came back: %v", err)
 	}
 }
