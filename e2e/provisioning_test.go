@@ -61,6 +61,22 @@ func stationMAC(t testing.TB) string {
 }
 
 // startProvisionedStation runs a station whose local file points at
+
+// registeredByDocument starts kamailio, nginx serving the station's
+// document (user 100 with the right password) and a station whose local
+// file has a wrong one, and waits until the document registered it.
+func registeredByDocument(t *testing.T) (*kamailio, *nginx, string, *provStation) {
+	t.Helper()
+	k := startKamailio(t, kamailioOptions{})
+	n := startNginx(t, nginxOptions{})
+	mac := stationMAC(t)
+	n.publish(t, mac+".yaml", stationDoc("100", "pw-100", "provisioned door"))
+	st := startProvisionedStation(t, provOptions{Registrar: k, Server: n, User: "100", Password: "wrong"})
+	eventually(t, 20*time.Second, "station registered with its document", all(
+		k.registered("100"), st.registrationIs("registered"), st.provStateIs(provisioning.StateApplied)))
+	return k, n, mac, st
+}
+
 // opts.Server's https://127.0.0.1:PORT/{mac}.yaml.
 func startProvisionedStation(t testing.TB, opts provOptions) *provStation {
 	t.Helper()
@@ -159,20 +175,7 @@ func (st *provStation) ProvStatus(t testing.TB) provStatus {
 
 // provIs is a condition on the status document.
 func (st *provStation) provIs(what string, ok func(provStatus) bool) func() error {
-	return func() error {
-		if err := st.proc.alive(); err != nil {
-			return err
-		}
-		s, err := st.provStatus()
-		if err != nil {
-			return err
-		}
-		if !ok(s) {
-			b, _ := json.Marshal(s)
-			return fmt.Errorf("want %s; status %s", what, b)
-		}
-		return nil
-	}
+	return statusCond(st.proc, st.provStatus, what, ok)
 }
 
 func (st *provStation) provStateIs(state string) func() error {
@@ -479,14 +482,7 @@ func TestProvisioningRefusesBadDocuments(t *testing.T) {
 func TestProvisioningRollback(t *testing.T) {
 	t.Parallel()
 	requireTools(t, "kamailio", "kamcmd", "nginx")
-	k := startKamailio(t, kamailioOptions{})
-	n := startNginx(t, nginxOptions{})
-	mac := stationMAC(t)
-	n.publish(t, mac+".yaml", stationDoc("100", "pw-100", "provisioned door"))
-
-	st := startProvisionedStation(t, provOptions{Registrar: k, Server: n, User: "100", Password: "wrong", RollbackAfter: 10 * time.Second})
-	eventually(t, 20*time.Second, "station registered with the first document", all(
-		k.registered("100"), st.registrationIs("registered"), st.provStateIs(provisioning.StateApplied)))
+	k, n, mac, st := registeredByDocument(t)
 	old := oneBinding(t, k, "100")
 
 	ev, m := st.Events.mark(), n.mark(t)
@@ -531,14 +527,7 @@ func TestProvisioningRollback(t *testing.T) {
 func TestProvisioningCheckSyncNotify(t *testing.T) {
 	t.Parallel()
 	requireTools(t, "kamailio", "kamcmd", "nginx", "sipp")
-	k := startKamailio(t, kamailioOptions{})
-	n := startNginx(t, nginxOptions{})
-	mac := stationMAC(t)
-	n.publish(t, mac+".yaml", stationDoc("100", "pw-100", "provisioned door"))
-
-	st := startProvisionedStation(t, provOptions{Registrar: k, Server: n, User: "100", Password: "wrong"})
-	eventually(t, 20*time.Second, "station registered with its document", all(
-		k.registered("100"), st.registrationIs("registered"), st.provStateIs(provisioning.StateApplied)))
+	k, n, _, st := registeredByDocument(t)
 	checks := st.ProvStatus(t).Provisioning.Checks
 
 	m := n.mark(t)
@@ -677,14 +666,7 @@ func TestProvisioningKeepsDocumentsAcrossRestart(t *testing.T) {
 func TestProvisioningWaitsForCallEnd(t *testing.T) {
 	t.Parallel()
 	requireTools(t, "kamailio", "kamcmd", "nginx", "sipp")
-	k := startKamailio(t, kamailioOptions{})
-	n := startNginx(t, nginxOptions{})
-	mac := stationMAC(t)
-	n.publish(t, mac+".yaml", stationDoc("100", "pw-100", "provisioned door"))
-
-	st := startProvisionedStation(t, provOptions{Registrar: k, Server: n, User: "100", Password: "wrong"})
-	eventually(t, 20*time.Second, "station registered with its document", all(
-		k.registered("100"), st.registrationIs("registered"), st.provStateIs(provisioning.StateApplied)))
+	k, n, mac, st := registeredByDocument(t)
 	reg := oneBinding(t, k, "100")
 
 	call := sippCall{

@@ -329,11 +329,17 @@ func (st *station) setPin(t testing.TB, pin, level string) {
 
 // cond builds a polling condition on the status document.
 func (st *station) cond(what string, ok func(stationStatus) bool) func() error {
+	return statusCond(st.proc, st.status, what, ok)
+}
+
+// statusCond is a polling condition on a status document that get reads
+// from the process p: it fails while p is dead or ok(status) is false.
+func statusCond[S any](p *proc, get func() (S, error), what string, ok func(S) bool) func() error {
 	return func() error {
-		if err := st.proc.alive(); err != nil {
+		if err := p.alive(); err != nil {
 			return err
 		}
-		s, err := st.status()
+		s, err := get()
 		if err != nil {
 			return err
 		}

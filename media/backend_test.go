@@ -352,3 +352,20 @@ func TestFileSourceReadsSoxWAV(t *testing.T) {
 		t.Fatalf("level at 440 Hz %.3f, want a loud tone", l)
 	}
 }
+
+// openStreams opens b's source and sink in format f; both close when the
+// test ends.
+func openStreams(t testing.TB, b Backend, f Format) (Source, Sink) {
+	t.Helper()
+	src, err := b.OpenSource(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	sink, err := b.OpenSink(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	return src, sink
+}

@@ -174,16 +174,7 @@ func TestPortAudioDeviceNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := b.OpenSource(fmt20ms)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	sink, err := b.OpenSink(fmt20ms)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
+	src, sink := openStreams(t, b, fmt20ms)
 	frame := make([]int16, fmt20ms.FrameSamples)
 	if err := src.Read(frame); err != nil {
 		t.Fatal(err)

@@ -14,17 +14,7 @@ import (
 // frame must not run dry. Without the frame of silence ahead, a card that
 // starts playing with one frame queued underflows several times a second.
 func TestSessionKeepsACardFed(t *testing.T) {
-	b := openPA(t, "default", "default")
-	src, err := b.OpenSource(fmt20ms)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	sink, err := b.OpenSink(fmt20ms)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
+	src, sink := openStreams(t, openPA(t, "default", "default"), fmt20ms)
 	conn, _ := listen(t, "127.0.0.1")
 	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

@@ -159,6 +159,12 @@ type rawPeer struct {
 
 func newRawPeer(t *testing.T, setup func(srv *sipgo.Server)) *rawPeer {
 	t.Helper()
+	return newRawPeerAt(t, net.IPv4(127, 0, 0, 1), setup)
+}
+
+// newRawPeerAt is newRawPeer listening and sending from ip.
+func newRawPeerAt(t *testing.T, ip net.IP, setup func(srv *sipgo.Server)) *rawPeer {
+	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("rawpeer"))
 	if err != nil {
 		t.Fatal(err)
@@ -170,14 +176,14 @@ func newRawPeer(t *testing.T, setup func(srv *sipgo.Server)) *rawPeer {
 	if setup != nil {
 		setup(srv)
 	}
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	local := conn.LocalAddr().String()
 	ua.TransportLayer().Pool("udp").Add(local, &sip.UDPConnection{PacketConn: conn, PacketAddr: local, Listener: true})
-	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(int(addr.Port())),
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(ip.String()), sipgo.WithClientPort(int(addr.Port())),
 		sipgo.WithClientConnectionAddr(local))
 	if err != nil {
 		t.Fatal(err)

@@ -27,36 +27,7 @@ func event(v string) sip.Header { return sip.NewHeader("Event", v) }
 // nor the outbound proxy's address in these tests.
 func strangerClient(t *testing.T) *sipgo.Client {
 	t.Helper()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("stranger"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := sipgo.NewServer(ua)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	local := conn.LocalAddr().(*net.UDPAddr)
-	ua.TransportLayer().Pool("udp").Add(local.String(), &sip.UDPConnection{PacketConn: conn, PacketAddr: local.String(), Listener: true})
-	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.2"), sipgo.WithClientPort(local.Port),
-		sipgo.WithClientConnectionAddr(local.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.ServeUDP(conn)
-	}()
-	t.Cleanup(func() {
-		_ = ua.Close()
-		_ = conn.Close()
-		<-done
-	})
-	return client
+	return newRawPeerAt(t, net.IPv4(127, 0, 0, 2), nil).client
 }
 
 func registeredAgent(t *testing.T) (*fakeRegistrar, *Agent) {
