@@ -152,6 +152,10 @@ type Config struct {
 	// Bus, when set, carries the station's events and outlives it; nil:
 	// the station makes its own and closes it when Run returns.
 	Bus *Bus
+	// Started is when the process started, for the uptime in status: a
+	// station rebuilt for a new configuration keeps counting from there.
+	// Zero means when Run starts.
+	Started time.Time
 	// Registration is the SIP registration's state when the station
 	// starts, for a station rebuilt beside a SIP agent that kept running;
 	// the zero value means registering (disabled without a registrar).
@@ -257,7 +261,7 @@ func New(cfg Config) (*Station, error) {
 		cfg: cfg.Config, phone: cfg.Phone, media: cfg.Media, mediaIP: cfg.MediaIP,
 		relays: cfg.Relays, leds: cfg.LEDs, buttons: cfg.Buttons, inputs: cfg.Inputs,
 		sim: cfg.SimPins, audio: cfg.Audio, clock: cfg.Clock, log: cfg.Logger, version: cfg.Version,
-		prov: cfg.Provisioning, bus: cfg.Bus, metrics: &counters{}, loop: make(chan func(), 64),
+		prov: cfg.Provisioning, bus: cfg.Bus, started: cfg.Started, metrics: &counters{}, loop: make(chan func(), 64),
 		done: make(chan struct{}), running: make(chan struct{}),
 	}
 	if s.bus == nil {
@@ -309,7 +313,9 @@ func New(cfg Config) (*Station, error) {
 // sipEvents. It hangs up a call in progress before it returns.
 func (s *Station) Run(ctx context.Context, sipEvents <-chan any) error {
 	s.runCtx = ctx
-	s.started = s.clock.Now()
+	if s.started.IsZero() {
+		s.started = s.clock.Now()
+	}
 	changes := make(chan gpio.Change, 16)
 	inputCtx, stopInputs := context.WithCancel(ctx)
 	for name, in := range s.allInputs() {

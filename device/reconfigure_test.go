@@ -105,3 +105,18 @@ func TestPingFailsWhileTheLoopHangs(t *testing.T) {
 		t.Fatalf("ping after the loop came back: %v", err)
 	}
 }
+
+func TestUptimeCountsFromStarted(t *testing.T) {
+	var started time.Time
+	h := newHarnessWith(t, testYAML, func(h *harness, c *Config) {
+		started = h.clock.Now().Add(-time.Hour)
+		c.Started = started
+	})
+	st, err := h.st.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Uptime != "1h0m0s" {
+		t.Fatalf("uptime %q, want it counted from the process start an hour ago", st.Uptime)
+	}
+}

@@ -32,10 +32,11 @@ import (
 // progress. The event bus and the API's view of the station outlive them
 // all.
 type supervisor struct {
-	log  *slog.Logger
-	bus  *device.Bus
-	live liveStation
-	prov device.Provisioning // nil without provisioning
+	log     *slog.Logger
+	started time.Time // for the status's uptime across rebuilds
+	bus     *device.Bus
+	live    liveStation
+	prov    device.Provisioning // nil without provisioning
 	// notify tells systemd about start-up, status and shutdown and feeds
 	// its watchdog; disabled outside systemd.
 	notify *sdnotify.Notifier
@@ -72,6 +73,7 @@ const eventBuffer = 64
 func newSupervisor(log *slog.Logger) *supervisor {
 	s := &supervisor{
 		log:     log,
+		started: time.Now(),
 		bus:     device.NewBus(),
 		applies: make(chan applyRequest),
 		events:  make(chan any, eventBuffer),
@@ -513,7 +515,7 @@ func (s *supervisor) startStation(ctx context.Context, cfg *config.Config) (_ *s
 		MediaIP: listenIP(cfg.SIP.Listen),
 		Relays:  relays, LEDs: leds, Buttons: buttons, Inputs: inputs, SimPins: simPins, Audio: health,
 		Logger: s.log.With("component", "device"), Version: version, Prompts: prompts,
-		Provisioning: s.prov, Bus: s.bus, Registration: reg,
+		Provisioning: s.prov, Bus: s.bus, Registration: reg, Started: s.started,
 	})
 	if err != nil {
 		return nil, err
