@@ -62,16 +62,25 @@ func stationMAC(t testing.TB) string {
 
 // startProvisionedStation runs a station whose local file points at
 
+// startWithDocument starts kamailio, nginx serving the station's document
+// for user (with the password kamailio expects) and a station whose local
+// file is user 100 with a wrong password.
+func startWithDocument(t *testing.T, user string) (*kamailio, *nginx, string, *provStation) {
+	t.Helper()
+	k := startKamailio(t, kamailioOptions{})
+	n := startNginx(t, nginxOptions{})
+	mac := stationMAC(t)
+	n.publish(t, mac+".yaml", stationDoc(user, "pw-"+user, "provisioned door"))
+	st := startProvisionedStation(t, provOptions{Registrar: k, Server: n, User: "100", Password: "wrong"})
+	return k, n, mac, st
+}
+
 // registeredByDocument starts kamailio, nginx serving the station's
 // document (user 100 with the right password) and a station whose local
 // file has a wrong one, and waits until the document registered it.
 func registeredByDocument(t *testing.T) (*kamailio, *nginx, string, *provStation) {
 	t.Helper()
-	k := startKamailio(t, kamailioOptions{})
-	n := startNginx(t, nginxOptions{})
-	mac := stationMAC(t)
-	n.publish(t, mac+".yaml", stationDoc("100", "pw-100", "provisioned door"))
-	st := startProvisionedStation(t, provOptions{Registrar: k, Server: n, User: "100", Password: "wrong"})
+	k, n, mac, st := startWithDocument(t, "100")
 	eventually(t, 20*time.Second, "station registered with its document", all(
 		k.registered("100"), st.registrationIs("registered"), st.provStateIs(provisioning.StateApplied)))
 	return k, n, mac, st
@@ -311,12 +320,7 @@ func publishSigned(t testing.TB, n *nginx, key ed25519.PrivateKey, name string, 
 func TestProvisioningFetchApplyRegister(t *testing.T) {
 	t.Parallel()
 	requireTools(t, "kamailio", "kamcmd", "nginx")
-	k := startKamailio(t, kamailioOptions{})
-	n := startNginx(t, nginxOptions{})
-	mac := stationMAC(t)
-	n.publish(t, mac+".yaml", stationDoc("150", "pw-150", "provisioned door"))
-
-	st := startProvisionedStation(t, provOptions{Registrar: k, Server: n, User: "100", Password: "wrong"})
+	k, n, _, st := startWithDocument(t, "150")
 	eventually(t, 20*time.Second, "kamailio holds the provisioned user 150", k.registered("150"))
 	eventually(t, 10*time.Second, "station registered, document applied", all(
 		st.registrationIs("registered"), st.provStateIs(provisioning.StateApplied)))
@@ -636,12 +640,7 @@ func registerRequests(t testing.TB, k *kamailio, user string) int {
 func TestProvisioningKeepsDocumentsAcrossRestart(t *testing.T) {
 	t.Parallel()
 	requireTools(t, "kamailio", "kamcmd", "nginx")
-	k := startKamailio(t, kamailioOptions{})
-	n := startNginx(t, nginxOptions{})
-	mac := stationMAC(t)
-	n.publish(t, mac+".yaml", stationDoc("150", "pw-150", "provisioned door"))
-
-	st := startProvisionedStation(t, provOptions{Registrar: k, Server: n, User: "100", Password: "wrong"})
+	k, n, _, st := startWithDocument(t, "150")
 	eventually(t, 20*time.Second, "station registered as the provisioned user", all(
 		k.registered("150"), st.registrationIs("registered"), st.provStateIs(provisioning.StateApplied)))
 	before := oneBinding(t, k, "150")

@@ -41,18 +41,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		out, err := Marshal(cfg)
-		if err != nil {
-			t.Fatalf("Marshal: %v", err)
-		}
-		back, err := Parse("marshaled.yaml", out)
-		if err != nil {
-			t.Fatalf("Parse(Marshal(cfg)): %v\n%s", err, out)
-		}
-		if !reflect.DeepEqual(back, cfg) {
-			t.Fatalf("round trip changed the config:\n got %+v\nwant %+v", back, cfg)
-		}
-		cfg.Masked()
+		roundTrip(t, cfg)
 	})
 }
 
@@ -111,17 +100,24 @@ func FuzzParseLayers(f *testing.F) {
 			cfg.API != base.API || !reflect.DeepEqual(cfg.Buttons, base.Buttons) || cfg.Provisioning != base.Provisioning {
 			t.Fatalf("a provisioned document changed a local value:\n got %+v\nwant %+v", cfg, base)
 		}
-		out, err := Marshal(cfg)
-		if err != nil {
-			t.Fatalf("Marshal: %v", err)
-		}
-		back, err := Parse("marshaled.yaml", out)
-		if err != nil {
-			t.Fatalf("Parse(Marshal(cfg)): %v\n%s", err, out)
-		}
-		if !reflect.DeepEqual(back, cfg) {
-			t.Fatalf("round trip changed the config:\n got %+v\nwant %+v", back, cfg)
-		}
-		cfg.Masked()
+		roundTrip(t, cfg)
 	})
+}
+
+// roundTrip checks that an accepted config survives Marshal and Parse
+// unchanged, and that masking it does not panic.
+func roundTrip(t *testing.T, cfg *Config) {
+	t.Helper()
+	out, err := Marshal(cfg)
+	if err != nil {
+		t.Fatalf("Marshal: %v", err)
+	}
+	back, err := Parse("marshaled.yaml", out)
+	if err != nil {
+		t.Fatalf("Parse(Marshal(cfg)): %v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(back, cfg) {
+		t.Fatalf("round trip changed the config:\n got %+v\nwant %+v", back, cfg)
+	}
+	cfg.Masked()
 }
