@@ -37,6 +37,8 @@ type HTTPRelayConfig struct {
 	// MaxOn caps each pulse. It must be positive.
 	MaxOn    time.Duration
 	OnChange func(active bool) // called on each transition, in order, outside the relay's lock; may be nil
+	// Cycles is where the cycle count starts, as in RelayConfig.
+	Cycles uint64
 }
 
 // HTTPRelay is a relay behind a URL. One request switches it on; the device
@@ -103,6 +105,7 @@ func NewHTTPRelay(cfg HTTPRelayConfig) (*HTTPRelay, error) {
 		clock:    cfg.Clock,
 		maxOn:    cfg.MaxOn,
 		events:   notifier{fn: cfg.OnChange},
+		cycles:   cfg.Cycles,
 	}, nil
 }
 

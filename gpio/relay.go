@@ -28,6 +28,9 @@ type RelayConfig struct {
 	Clock    clock.Clock       // nil means clock.Real{}
 	OnChange func(active bool) // called on each transition, in order, outside the relay's lock; may be nil
 	Logger   *slog.Logger      // reports timer-driven switch-off failures; nil discards
+	// Cycles is where the cycle count starts: the count of the relay
+	// this one replaces, when the station is rebuilt for a new config.
+	Cycles uint64
 }
 
 // Relay is a relay output with pulses and a hard maximum on-time.
@@ -72,6 +75,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		clock:     cfg.Clock,
 		log:       cfg.Logger,
 		events:    notifier{fn: cfg.OnChange},
+		cycles:    cfg.Cycles,
 	}
 	if err := r.pin.Out(r.lineLevel(false)); err != nil {
 		return nil, fmt.Errorf("gpio: relay %q: drive inactive: %w", r.name, err)
@@ -126,7 +130,8 @@ func (r *Relay) Active() bool {
 	return r.active
 }
 
-// Cycles returns the number of off-to-on transitions since NewRelay.
+// Cycles returns the number of off-to-on transitions since NewRelay, plus
+// RelayConfig.Cycles.
 func (r *Relay) Cycles() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -164,19 +164,20 @@ var (
 	_ closingRelay = (*gpio.HTTPRelay)(nil)
 )
 
-// newRelay opens a pin relay, or an HTTP relay when rc.URL is set.
-func newRelay(pins *pins, rc config.Relay) (closingRelay, error) {
+// newRelay opens a pin relay, or an HTTP relay when rc.URL is set; its
+// cycle count starts at cycles.
+func newRelay(pins *pins, rc config.Relay, cycles uint64) (closingRelay, error) {
 	if rc.URL != "" {
 		return gpio.NewHTTPRelay(gpio.HTTPRelayConfig{
 			Name: rc.Name, URL: rc.URL, Method: rc.Method,
-			User: rc.User, Password: rc.Password, Token: rc.Token, MaxOn: rc.MaxOn,
+			User: rc.User, Password: rc.Password, Token: rc.Token, MaxOn: rc.MaxOn, Cycles: cycles,
 		})
 	}
 	p, err := pins.out(rc.Pin)
 	if err != nil {
 		return nil, fmt.Errorf("relay %s: %w", rc.Name, err)
 	}
-	return gpio.NewRelay(gpio.RelayConfig{Name: rc.Name, Pin: p, ActiveLow: rc.Active == "low", MaxOn: rc.MaxOn})
+	return gpio.NewRelay(gpio.RelayConfig{Name: rc.Name, Pin: p, ActiveLow: rc.Active == "low", MaxOn: rc.MaxOn, Cycles: cycles})
 }
 
 func listenIP(listen string) netip.Addr {

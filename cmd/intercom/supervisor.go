@@ -60,6 +60,9 @@ type supervisor struct {
 	// next one: a restarted SIP agent then shows as a change (an
 	// unregistered event) instead of a fresh start.
 	handover *device.RegistrationEvent
+	// relayCycles carries each relay's cycle count (wear, in the status)
+	// over to the relay that replaces it when the station is rebuilt.
+	relayCycles map[string]uint64
 }
 
 type applyRequest struct {
@@ -195,6 +198,7 @@ func (s *supervisor) reconfigure(ctx context.Context, next *config.Config) error
 		return err
 	}
 	s.live.set(nil)
+	s.keepCycles()
 	s.stn = nil
 	sipChanged := !reflect.DeepEqual(prev.SIP, next.SIP)
 	s.sipChanged.Store(sipChanged)
@@ -225,6 +229,7 @@ func (s *supervisor) stopParts(prev, next *config.Config) {
 	if s.stn != nil {
 		s.stn.stop()
 		s.live.set(nil)
+		s.keepCycles()
 		s.stn = nil
 	}
 	if s.sip != nil && !reflect.DeepEqual(prev.SIP, next.SIP) {
@@ -234,6 +239,16 @@ func (s *supervisor) stopParts(prev, next *config.Config) {
 	if s.api != nil && !reflect.DeepEqual(prev.API, next.API) {
 		s.api.stop()
 		s.api = nil
+	}
+}
+
+// keepCycles notes the cycle counts of the station part's relays.
+func (s *supervisor) keepCycles() {
+	if s.relayCycles == nil {
+		s.relayCycles = map[string]uint64{}
+	}
+	for name, r := range s.stn.relays {
+		s.relayCycles[name] = r.Cycles()
 	}
 }
 
@@ -256,6 +271,7 @@ func (s *supervisor) stopAll() {
 	if s.stn != nil {
 		s.stn.stop()
 		s.live.set(nil)
+		s.keepCycles()
 		s.stn = nil
 	}
 	if s.sip != nil {
@@ -442,10 +458,11 @@ type stationPart struct {
 	done    chan struct{} // closed when the station's Run returned err
 	err     error
 	closers []io.Closer
+	relays  map[string]device.Relay
 }
 
 func (s *supervisor) startStation(ctx context.Context, cfg *config.Config) (_ *stationPart, err error) {
-	p := &stationPart{done: make(chan struct{})}
+	p := &stationPart{done: make(chan struct{}), relays: map[string]device.Relay{}}
 	defer func() {
 		if err != nil {
 			p.close()
@@ -459,12 +476,13 @@ func (s *supervisor) startStation(ctx context.Context, cfg *config.Config) (_ *s
 	// again whenever this part stops.
 	relays := map[string]device.Relay{}
 	for _, rc := range cfg.Relays {
-		r, err := newRelay(pins, rc)
+		r, err := newRelay(pins, rc, s.relayCycles[rc.Name])
 		if err != nil {
 			return nil, err
 		}
 		p.closers = append(p.closers, r)
 		relays[rc.Name] = r
+		p.relays[rc.Name] = r
 	}
 	leds := map[string]device.LED{}
 	for _, lc := range cfg.LEDs {

@@ -125,3 +125,22 @@ func TestRegisteredTimesOut(t *testing.T) {
 		t.Fatalf("registered with a registrar that does not answer: %v", err)
 	}
 }
+
+func TestReconfigureKeepsRelayCycles(t *testing.T) {
+	s := startSupervisor(t, parseCfg(t, supervisedYAML))
+	ctx := context.Background()
+	if err := s.live.PulseRelay(ctx, "door", 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	next := parseCfg(t, strings.Replace(supervisedYAML, "GPIO22", "GPIO23", 1))
+	if err := s.apply(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.live.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Relays["door"].Cycles; got != 1 {
+		t.Fatalf("door relay cycles %d after a rebuild, want the 1 from before", got)
+	}
+}
