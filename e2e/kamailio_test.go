@@ -21,6 +21,10 @@ type kamailioOptions struct {
 	AuthInvite bool
 	// RecordRoute keeps kamailio in the path of in-dialog requests.
 	RecordRoute bool
+	// Redirect answers INVITEs for a user (key) with 302 Moved Temporarily
+	// and the value as Contact, like a PBX's call forwarding; a value that
+	// is a bare user means that user at this kamailio.
+	Redirect map[string]string
 }
 
 // kamailio is a registrar with digest auth (password "pw-<user>") and a
@@ -55,11 +59,18 @@ func startKamailio(t testing.TB, opts kamailioOptions) *kamailio {
 	k.Addr = fmt.Sprintf("127.0.0.1:%d", k.Port)
 	k.cfgPath = filepath.Join(dir, "kamailio.cfg")
 
+	redirect := map[string]string{}
+	for user, contact := range opts.Redirect {
+		if !strings.Contains(contact, ":") {
+			contact = k.URI(contact)
+		}
+		redirect[user] = contact
+	}
 	tmpl := template.Must(template.ParseFiles("testdata/kamailio.cfg.tmpl"))
 	var cfg bytes.Buffer
 	err = tmpl.Execute(&cfg, map[string]any{
 		"Addr": k.Addr, "CtlSocket": k.ctl,
-		"AuthInvite": opts.AuthInvite, "RecordRoute": opts.RecordRoute,
+		"AuthInvite": opts.AuthInvite, "RecordRoute": opts.RecordRoute, "Redirect": redirect,
 	})
 	if err != nil {
 		t.Fatal(err)

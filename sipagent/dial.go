@@ -1,10 +1,13 @@
 package sipagent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -218,11 +221,98 @@ func targetList(targets []*sip.Uri) string {
 	return strings.Join(s, ", ")
 }
 
-// attempt INVITEs one target and waits for its final response.
+// maxRedirects bounds how many 3xx responses one attempt follows.
+const maxRedirects = 5
+
+// attempt INVITEs one target and waits for its final response, following
+// 3xx redirects to the Contact they name (RFC 3261 section 8.1.3.4).
 func (a *Agent) attempt(ctx context.Context, target *sip.Uri, req DialRequest, codecs []Codec, arb *arbiter, ringing chan<- progress) attemptResult {
+	// Ringing and early media are reported at most once per attempt, over
+	// all its hops, so the buffered ringing channel never fills.
+	var rp reported
+	tried := []*sip.Uri{target}
+	for {
+		r, moved := a.invite(ctx, target, req, codecs, arb, ringing, &rp)
+		if moved == nil {
+			return r
+		}
+		next, err := redirectTarget(moved, tried)
+		if err != nil {
+			return attemptResult{err: fmt.Errorf("%s: %w", target, err)}
+		}
+		a.log.Info("sipagent: call redirected", "from", target.String(), "to", next.String(), "status", moved.StatusCode)
+		tried = append(tried, next)
+		target = next
+	}
+}
+
+// reported tracks what an attempt has reported on the ringing channel.
+type reported struct {
+	rang, early bool
+}
+
+// Redirect errors fail an attempt that was sent on in circles or too far.
+var (
+	errRedirectLoop = errors.New("redirect loop")
+	errTooManyHops  = errors.New("too many redirects")
+)
+
+// redirectTarget picks the next target from a 3xx response: its sip: or
+// sips: Contacts in q-value order (RFC 3261 section 20.10), skipping ones
+// already tried; tried is the chain so far, first target included.
+func redirectTarget(res *sip.Response, tried []*sip.Uri) (*sip.Uri, error) {
+	status := &StatusError{Target: tried[len(tried)-1].String(), Code: res.StatusCode, Reason: res.Reason}
+	if len(tried) > maxRedirects {
+		return nil, fmt.Errorf("%w (%d): %w", errTooManyHops, maxRedirects, status)
+	}
+	type contact struct {
+		uri *sip.Uri
+		q   float64
+	}
+	var contacts []contact
+	for _, h := range res.GetHeaders("Contact") {
+		ch, ok := h.(*sip.ContactHeader)
+		if !ok || (!strings.EqualFold(ch.Address.Scheme, "sip") && !strings.EqualFold(ch.Address.Scheme, "sips")) || ch.Address.Host == "" {
+			continue
+		}
+		q := 1.0
+		if v, ok := ch.Params.Get("q"); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				q = f
+			}
+		}
+		contacts = append(contacts, contact{uri: ch.Address.Clone(), q: q})
+	}
+	if len(contacts) == 0 {
+		return nil, status
+	}
+	slices.SortStableFunc(contacts, func(x, y contact) int { return cmp.Compare(y.q, x.q) })
+	for _, c := range contacts {
+		if !slices.ContainsFunc(tried, func(t *sip.Uri) bool { return sameTarget(t, c.uri) }) {
+			c.uri.Headers = nil
+			return c.uri, nil
+		}
+	}
+	return nil, fmt.Errorf("%w at %s: %w", errRedirectLoop, contacts[0].uri, status)
+}
+
+// sameTarget compares the parts of two URIs that pick where a request goes.
+func sameTarget(x, y *sip.Uri) bool {
+	port := func(u *sip.Uri) int {
+		if u.Port == 0 {
+			return 5060
+		}
+		return u.Port
+	}
+	return x.User == y.User && strings.EqualFold(x.Host, y.Host) && port(x) == port(y)
+}
+
+// invite sends one INVITE to target and waits for its final response; a
+// 3xx is returned as moved instead of a result.
+func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, codecs []Codec, arb *arbiter, ringing chan<- progress, rp *reported) (attemptResult, *sip.Response) {
 	name := target.String()
-	fail := func(err error) attemptResult {
-		return attemptResult{err: fmt.Errorf("%s: %w", name, err)}
+	fail := func(err error) (attemptResult, *sip.Response) {
+		return attemptResult{err: fmt.Errorf("%s: %w", name, err)}, nil
 	}
 	le, err := a.local(ctx, a.nextHop(target))
 	if err != nil {
@@ -256,16 +346,15 @@ func (a *Agent) attempt(ctx context.Context, target *sip.Uri, req DialRequest, c
 	if err != nil {
 		return fail(err)
 	}
-	rang, early := false, false
 	err = cs.WaitAnswer(ctx, sipgo.AnswerOptions{
 		OnResponse: func(res *sip.Response) error {
-			if !rang && (res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress) {
-				rang = true
+			if !rp.rang && (res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress) {
+				rp.rang = true
 				ringing <- progress{target: name}
 			}
-			if !early && res.IsProvisional() {
+			if !rp.early && res.IsProvisional() {
 				if m, ok := a.earlyMedia(res, codecs, req.Media.DTMF); ok {
-					early = true
+					rp.early = true
 					m.Local = local
 					ringing <- progress{target: name, early: &m}
 				}
@@ -283,7 +372,10 @@ func (a *Agent) attempt(ctx context.Context, target *sip.Uri, req DialRequest, c
 		}
 		var dr *sipgo.ErrDialogResponse
 		if errors.As(err, &dr) {
-			return attemptResult{err: &StatusError{Target: name, Code: dr.Res.StatusCode, Reason: dr.Res.Reason}}
+			if dr.Res.StatusCode >= 300 && dr.Res.StatusCode < 400 {
+				return attemptResult{}, dr.Res
+			}
+			return attemptResult{err: &StatusError{Target: name, Code: dr.Res.StatusCode, Reason: dr.Res.Reason}}, nil
 		}
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
@@ -308,7 +400,7 @@ func (a *Agent) attempt(ctx context.Context, target *sip.Uri, req DialRequest, c
 	if perr != nil {
 		// RFC 3261 section 13.2.2.4: ACK the 2xx, then end the session.
 		a.drop(cs)
-		return attemptResult{err: fmt.Errorf("%s: %w", name, perr)}
+		return attemptResult{err: fmt.Errorf("%s: %w", name, perr)}, nil
 	}
 	media.Local = local
 	c.media = media
@@ -319,7 +411,7 @@ func (a *Agent) attempt(ctx context.Context, target *sip.Uri, req DialRequest, c
 		return fail(fmt.Errorf("ACK: %w", err))
 	}
 	a.log.Info("sipagent: call answered", "call", callID, "target", name, "media", media)
-	return attemptResult{call: c}
+	return attemptResult{call: c}, nil
 }
 
 // earlyMedia reads the SDP answer of a provisional response, if it has a
