@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -222,50 +223,72 @@ func decodeSignature(raw []byte) ([]byte, error) {
 	return nil, errors.New("neither 64 raw bytes nor base64")
 }
 
-// ParsePublicKey reads an ed25519 public key given as base64 of its 32
-// bytes, as a PEM "PUBLIC KEY" (PKIX) block, or as the path of a file
-// holding either.
+// ErrNotKeyText is ParsePublicKeyText's answer to text that is neither
+// base64 nor PEM: a caller may then take it for a file's path.
+var ErrNotKeyText = errors.New("not an ed25519 public key (base64 of 32 bytes or a PEM PUBLIC KEY block)")
+
+// ParsePublicKeyText reads an ed25519 public key written out as base64 of
+// its 32 bytes or as one PEM "PUBLIC KEY" (PKIX) block. Its errors say
+// what is wrong with the text, without a prefix: the caller names where
+// the text came from.
+func ParsePublicKeyText(s string) (ed25519.PublicKey, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "-----BEGIN") {
+		return parsePEMKey(s)
+	}
+	raw, err := base64.StdEncoding.DecodeString(s)
+	switch {
+	case err != nil || s == "":
+		return nil, ErrNotKeyText
+	case len(raw) != ed25519.PublicKeySize:
+		return nil, fmt.Errorf("base64 of %d bytes; an ed25519 public key is %d", len(raw), ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(raw), nil
+}
+
+func parsePEMKey(s string) (ed25519.PublicKey, error) {
+	block, rest := pem.Decode([]byte(s))
+	switch {
+	case block == nil:
+		return nil, errors.New("malformed PEM block")
+	case block.Type != "PUBLIC KEY":
+		return nil, fmt.Errorf("PEM block is %q; want PUBLIC KEY", block.Type)
+	case len(bytes.TrimSpace(rest)) > 0:
+		return nil, errors.New("text after the PEM block; want one PUBLIC KEY block")
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("PEM PUBLIC KEY: %w", err)
+	}
+	key, ok := pub.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("PEM PUBLIC KEY holds a %T; want an ed25519 key", pub)
+	}
+	return key, nil
+}
+
+// ParsePublicKey reads an ed25519 public key given as ParsePublicKeyText
+// takes it, or as the path of a file holding such text.
 func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, errors.New("provisioning: public key: empty")
 	}
-	if key, ok, err := parseKeyText([]byte(s)); ok || err != nil {
-		return key, err
+	key, err := ParsePublicKeyText(s)
+	if err == nil {
+		return key, nil
 	}
-	data, err := os.ReadFile(s)
-	if err != nil {
-		return nil, fmt.Errorf("provisioning: public key: neither base64 of 32 bytes, PEM nor a readable file: %w", err)
+	if !errors.Is(err, ErrNotKeyText) && !filepath.IsAbs(s) {
+		return nil, fmt.Errorf("provisioning: public key: %w", err)
 	}
-	key, ok, err := parseKeyText(bytes.TrimSpace(data))
-	if !ok && err == nil {
-		err = fmt.Errorf("provisioning: public key: %s: neither base64 of 32 bytes nor PEM", s)
+	data, rerr := os.ReadFile(s)
+	if rerr != nil {
+		return nil, fmt.Errorf("provisioning: public key: %w, nor a readable file: %w", err, rerr)
 	}
-	return key, err
-}
-
-// parseKeyText reports ok=false when text is neither PEM nor base64 of a
-// key, so the caller can try it as a path.
-func parseKeyText(text []byte) (ed25519.PublicKey, bool, error) {
-	if bytes.HasPrefix(text, []byte("-----BEGIN")) {
-		block, _ := pem.Decode(text)
-		if block == nil || block.Type != "PUBLIC KEY" {
-			return nil, true, errors.New("provisioning: public key: want a PEM PUBLIC KEY block")
-		}
-		pub, err := x509.ParsePKIXPublicKey(block.Bytes)
-		if err != nil {
-			return nil, true, fmt.Errorf("provisioning: public key: %w", err)
-		}
-		key, ok := pub.(ed25519.PublicKey)
-		if !ok {
-			return nil, true, fmt.Errorf("provisioning: public key: %T, want ed25519", pub)
-		}
-		return key, true, nil
+	if key, err = ParsePublicKeyText(string(data)); err != nil {
+		return nil, fmt.Errorf("provisioning: public key: %s: %w", s, err)
 	}
-	if raw, err := base64.StdEncoding.DecodeString(string(text)); err == nil && len(raw) == ed25519.PublicKeySize {
-		return ed25519.PublicKey(raw), true, nil
-	}
-	return nil, false, nil
+	return key, nil
 }
 
 // MaskURL returns rawURL fit for logs, events and status: without user

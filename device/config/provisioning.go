@@ -1,12 +1,9 @@
 package config
 
 import (
-	"bytes"
-	"crypto/ed25519"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
+	"errors"
 	"fmt"
+	"intercom/provisioning"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -103,37 +100,12 @@ func checkProvisioningURL(s string) error {
 // since the config may be checked elsewhere.
 func checkPublicKey(s string) error {
 	s = strings.TrimSpace(s)
-	if strings.HasPrefix(s, "-----BEGIN") {
-		return checkPEMPublicKey(s)
-	}
-	raw, b64err := base64.StdEncoding.DecodeString(s)
+	_, err := provisioning.ParsePublicKeyText(s)
 	switch {
-	case b64err == nil && len(raw) == ed25519.PublicKeySize:
+	case err == nil, filepath.IsAbs(s):
 		return nil
-	case filepath.IsAbs(s):
-		return nil
-	case b64err == nil:
-		return fmt.Errorf("base64 of %d bytes; an ed25519 public key is %d", len(raw), ed25519.PublicKeySize)
+	case errors.Is(err, provisioning.ErrNotKeyText):
+		return fmt.Errorf("%w nor the absolute path of a file holding one", err)
 	}
-	return fmt.Errorf("not an ed25519 public key (base64 of 32 bytes or a PEM PUBLIC KEY block) nor the absolute path of a file holding one")
-}
-
-func checkPEMPublicKey(s string) error {
-	block, rest := pem.Decode([]byte(s))
-	switch {
-	case block == nil:
-		return fmt.Errorf("malformed PEM block")
-	case block.Type != "PUBLIC KEY":
-		return fmt.Errorf("PEM block is %q; want PUBLIC KEY", block.Type)
-	case len(bytes.TrimSpace(rest)) > 0:
-		return fmt.Errorf("text after the PEM block; want one PUBLIC KEY block")
-	}
-	key, err := x509.ParsePKIXPublicKey(block.Bytes)
-	if err != nil {
-		return fmt.Errorf("PEM PUBLIC KEY: %w", err)
-	}
-	if _, ok := key.(ed25519.PublicKey); !ok {
-		return fmt.Errorf("PEM PUBLIC KEY holds a %T; want an ed25519 key", key)
-	}
-	return nil
+	return err
 }
