@@ -113,16 +113,15 @@ func (a *autoProvisioning) apply(ctx context.Context, b provisioning.Bundle) err
 // still pass the checks merged over the local file, or the local file's
 // own configuration localCfg.
 func effective(store *provisioning.Store, local config.Layer, localCfg *config.Config) *config.Config {
+	// The check that accepts a bundle keeps its merge, so that start-up
+	// parses each document once.
+	var cfg *config.Config
 	check := func(b provisioning.Bundle) error {
-		_, err := config.ParseLayers(local, layers(b)...)
+		c, err := config.ParseLayers(local, layers(b)...)
+		cfg = c
 		return err
 	}
-	b, ok := provisioning.LoadEffective(store, check)
-	if !ok {
-		return localCfg
-	}
-	cfg, err := config.ParseLayers(local, layers(b)...)
-	if err != nil {
+	if _, ok := provisioning.LoadEffective(store, check); !ok || cfg == nil {
 		return localCfg
 	}
 	return cfg
