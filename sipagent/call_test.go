@@ -3,6 +3,7 @@ package sipagent
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -487,5 +488,62 @@ func TestTCPCall(t *testing.T) {
 	}
 	if e := waitEvent[CallEnded](t, flat); e.Reason != ReasonRemoteHangup {
 		t.Errorf("CallEnded %+v", e)
+	}
+}
+
+// TestShutdownDuringUnansweredCancel stops an agent whose CANCEL is still
+// waiting for an answer: closing the user agent must release the attempt
+// (sipgo#202 made this panic) and Run must return.
+func TestShutdownDuringUnansweredCancel(t *testing.T) {
+	// The race is narrow; a few rounds give it a chance to show.
+	for i := range 20 {
+		peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer peer.Close()
+		door, stop := runAgent(t, Config{User: "door"})
+		waitEvent[RegistrationChanged](t, door)
+
+		ctx, cancel := context.WithCancel(context.Background())
+		res := dialAsync(ctx, door, DialRequest{Targets: []string{"sip:flat@" + peer.LocalAddr().String()}, Media: offer(40000, false, "PCMU")})
+		// Ring, then ignore everything: the CANCEL gets no answer.
+		inv := readRequest(t, peer)
+		if inv.Method != sip.INVITE {
+			t.Fatalf("got %s, want INVITE", inv.Method)
+		}
+		ringing := sip.NewResponseFromRequest(inv, sip.StatusRinging, "Ringing", nil)
+		if _, err := peer.WriteTo([]byte(ringing.String()), net.UDPAddrFromAddrPort(door.Addr())); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		for req := readRequest(t, peer); req.Method != sip.CANCEL; req = readRequest(t, peer) {
+		}
+		if r := waitDial(t, res); !errors.Is(r.err, context.Canceled) {
+			t.Errorf("run %d: Dial: %v, want canceled", i, r.err)
+		}
+		stop()
+	}
+}
+
+// readRequest reads the next SIP request from conn, skipping responses.
+func readRequest(t *testing.T, conn *net.UDPConn) *sip.Request {
+	t.Helper()
+	buf := make([]byte, 65535)
+	for {
+		if err := conn.SetReadDeadline(time.Now().Add(waitLong)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		msg, err := sip.ParseMessage(buf[:n])
+		if err != nil {
+			t.Fatalf("parse: %v", err)
+		}
+		if req, ok := msg.(*sip.Request); ok {
+			return req
+		}
 	}
 }

@@ -346,7 +346,7 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 	if err != nil {
 		return fail(err)
 	}
-	err = cs.WaitAnswer(ctx, sipgo.AnswerOptions{
+	err = a.waitAnswer(ctx, cs, sipgo.AnswerOptions{
 		OnResponse: func(res *sip.Response) error {
 			if !rp.rang && (res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress) {
 				rp.rang = true
@@ -412,6 +412,29 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 	}
 	a.log.Info("sipagent: call answered", "call", callID, "target", name, "media", media)
 	return attemptResult{call: c}, nil
+}
+
+// waitAnswer is cs.WaitAnswer, made safe against a sipgo race
+// (emiago/sipgo#202, still in v1.7.3): closing the user agent terminates
+// the transaction of a CANCEL in flight before its error is set, so sipgo
+// reads a nil response and panics. That only happens while Run closes the
+// user agent; the INVITE transaction is terminated by sipgo's own defer as
+// the panic unwinds, so the attempt can end with an error instead.
+func (a *Agent) waitAnswer(ctx context.Context, cs *sipgo.DialogClientSession, opts sipgo.AnswerOptions) (err error) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		a.mu.Lock()
+		stopping := a.state == stateStopping
+		a.mu.Unlock()
+		if !stopping {
+			panic(r)
+		}
+		err = fmt.Errorf("sipagent: CANCEL cut short by shutdown: %v", r)
+	}()
+	return cs.WaitAnswer(ctx, opts)
 }
 
 // earlyMedia reads the SDP answer of a provisional response, if it has a
