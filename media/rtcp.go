@@ -27,6 +27,9 @@ type latch struct {
 	ip      netip.Addr
 	dest    netip.AddrPort
 	latched bool
+	// stale is the address the remote moved away from (move), unmapped:
+	// its stragglers must not latch when the new address has its IP.
+	stale netip.AddrPort
 }
 
 func newLatch(dest netip.AddrPort) *latch {
@@ -37,7 +40,8 @@ func newLatch(dest netip.AddrPort) *latch {
 func (l *latch) allows(from netip.AddrPort) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if from.Addr().Unmap() != l.ip {
+	ip := from.Addr().Unmap()
+	if ip != l.ip || netip.AddrPortFrom(ip, from.Port()) == l.stale {
 		return false
 	}
 	return !l.latched || from.Port() == l.dest.Port()
@@ -54,6 +58,17 @@ func (l *latch) latch(from netip.AddrPort) bool {
 	moved := from.Port() != l.dest.Port()
 	l.dest, l.latched = from, true
 	return moved
+}
+
+// move sets a new remote, to be latched afresh; the address packets came
+// from until now is not heard again.
+func (l *latch) move(dest netip.AddrPort) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dest != dest {
+		l.stale = netip.AddrPortFrom(l.dest.Addr().Unmap(), l.dest.Port())
+	}
+	l.ip, l.dest, l.latched = dest.Addr().Unmap(), dest, false
 }
 
 // addr is where packets go now.
@@ -279,6 +294,10 @@ var errNotReport = errors.New("compound packet does not start with SR or RR")
 
 // receiveRTCP handles one RTCP datagram that arrived at time at.
 func (s *Session) receiveRTCP(b []byte, from netip.AddrPort, at time.Time) {
+	// Under s.mu, an Update cannot move the latch between its check and
+	// its latching.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if !s.rtcpPeer.allows(from) {
 		s.ignored.Add(1)
 		return
@@ -301,8 +320,6 @@ func (s *Session) receiveRTCP(b []byte, from netip.AddrPort, at time.Time) {
 		s.log.Debug("media: rtcp latched to a new port", "remote", from)
 	}
 	s.rtcpReceived.Add(1)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, p := range pkts {
 		switch p := p.(type) {
 		case *rtcp.SenderReport:

@@ -43,6 +43,10 @@ type SessionConfig struct {
 	// (RFC 3550 §6.2).
 	RTCPInterval time.Duration
 	Codec        Codec // PCMU or PCMA, with the negotiated payload type
+	// Direction is the stream's direction at the start; the zero value
+	// is SendRecv. A call that starts on hold starts SendOnly, RecvOnly
+	// or Inactive.
+	Direction Direction
 	// DTMFPayloadType is the negotiated telephone-event payload type; 0
 	// means none was negotiated (0 is never a dynamic payload type).
 	DTMFPayloadType uint8
@@ -100,6 +104,9 @@ type Stats struct {
 	RemoteLost         int64
 	RemoteJitter       time.Duration
 	RTT                time.Duration
+
+	Direction Direction // the stream's direction now
+	Updates   uint64    // Updates accepted
 }
 
 // maxPacket is the buffer for one datagram: an Ethernet MTU, far more than
@@ -109,15 +116,28 @@ const maxPacket = 1500
 // Session sends and receives one call's RTP.
 type Session struct {
 	cfg    SessionConfig
-	codec  Codec
+	codec  Codec // the frame loop's, for playout
 	format Format
 	log    *slog.Logger
 	clk    clock.Clock
 	ran    atomic.Bool
 
-	mu   sync.Mutex // the jitter buffer and RTCP state, shared by the loops
+	// Update records the session it asks for in want and counts it in
+	// upGen; the frame loop applies it at a frame boundary, keeping cur,
+	// what it applied last, and curGen, its count (update.go).
+	upMu   sync.Mutex
+	want   params
+	upGen  atomic.Uint64
+	cur    params
+	curGen uint64
+	dir    atomic.Uint32 // cur.dir, for Stats
+
+	// mu guards the jitter buffer, the RTCP state and the receive path's
+	// state, shared by the loops.
+	mu   sync.Mutex
 	jb   *jitter.Buffer
 	rtcp rtcpState
+	rx   rxParams
 
 	ssrc              uint32 // ours
 	rtpPeer, rtcpPeer *latch
@@ -132,6 +152,7 @@ type Session struct {
 	malformed, ignored, digits  atomic.Uint64
 	rtcpSent, rtcpReceived      atomic.Uint64
 	rtcpMalformed               atomic.Uint64
+	updates                     atomic.Uint64
 }
 
 // NewSession checks cfg and prepares a session; Run starts it.
@@ -165,6 +186,9 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	if cfg.DTMFPayloadType > 127 || (cfg.DTMFPayloadType != 0 && cfg.DTMFPayloadType == codec.PayloadType) {
 		return nil, fmt.Errorf("media: session: invalid telephone-event payload type %d", cfg.DTMFPayloadType)
 	}
+	if cfg.Direction > Inactive {
+		return nil, fmt.Errorf("media: session: invalid direction %d", cfg.Direction)
+	}
 	if cfg.Source == nil || cfg.Sink == nil {
 		return nil, errors.New("media: session: Source and Sink are required")
 	}
@@ -184,24 +208,29 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	if cfg.Jitter.Min < 0 || cfg.Jitter.Max < cfg.Jitter.Min {
 		return nil, fmt.Errorf("media: session: invalid jitter bounds min %v max %v", cfg.Jitter.Min, cfg.Jitter.Max)
 	}
-	jb, err := jitter.New(jitter.Config{
-		Frame:       cfg.Ptime,
-		ClockRate:   ClockRate,
-		Min:         cfg.Jitter.Min,
-		Max:         cfg.Jitter.Max,
-		PayloadSize: format.FrameSamples, // G.711: a byte per sample
-		Quiet:       quietG711(codec),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("media: session: %w", err)
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	s := &Session{cfg: cfg, codec: codec, format: format, log: cfg.Logger, clk: cfg.Clock, jb: jb}
+	s := &Session{cfg: cfg, codec: codec, format: format, log: cfg.Logger, clk: cfg.Clock}
+	jb, err := jitter.New(jitter.Config{
+		Frame:       cfg.Ptime,
+		ClockRate:   ClockRate,
+		Min:         cfg.Jitter.Min,
+		Max:         cfg.Jitter.Max,
+		PayloadSize: format.FrameSamples, // G.711: a byte per sample
+		Quiet:       s.quiet,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("media: session: %w", err)
+	}
+	s.jb = jb
+	s.cur = params{remote: cfg.Remote, remoteRTCP: cfg.RemoteRTCP, codec: codec, dtmfPT: cfg.DTMFPayloadType, dir: cfg.Direction}
+	s.want = s.cur
+	s.dir.Store(uint32(cfg.Direction))
+	s.rx = rxParams{codecPT: codec.PayloadType, dtmfPT: cfg.DTMFPayloadType, receiving: cfg.Direction.receives(), quiet: quietG711(codec)}
 	s.snd = newSender(codec, format.FrameSamples)
 	s.ssrc = s.snd.pkt.SSRC
 	s.rtpPeer, s.rtcpPeer = newLatch(cfg.Remote), newLatch(cfg.RemoteRTCP)
@@ -236,6 +265,8 @@ func (s *Session) Run(ctx context.Context) error {
 		return err
 	}
 	s.sock = sock
+	// Updates made before Run hold from the start, for every loop.
+	s.applyUpdates()
 	if !sock.stampsArrivals() {
 		s.log.Warn("media: the kernel does not stamp receive times; packets are timed as the loop reads them, up to a frame late")
 	}
@@ -308,6 +339,8 @@ func (s *Session) Stats() Stats {
 		RTCPMalformed:   s.rtcpMalformed.Load(),
 		RemoteReport:    rs.remote,
 		RTT:             rs.rtt,
+		Direction:       Direction(s.dir.Load()),
+		Updates:         s.updates.Load(),
 	}
 	if rs.src.have {
 		st.NetworkLost = rs.src.lost()
@@ -366,6 +399,15 @@ func (s *sender) next() ([]byte, error) {
 	return s.buf[:n], nil
 }
 
+// skip lets a frame's time pass unsent, on hold: the timestamp follows
+// the clock while the sequence number waits, and the first packet sent
+// again starts a talkspurt (RFC 3551 section 4.1; RFC 3550 section 5.1:
+// the sequence counts packets, the timestamp sampling instants).
+func (s *sender) skip() {
+	s.pkt.Marker = true
+	s.pkt.Timestamp += uint32(len(s.frame))
+}
+
 // frameLoop carries the call's audio, a frame at a time, at the pace of
 // the Source and Sink (a sound card's clock, or a pacer): each frame it
 // sends what the microphone gave, takes in the RTP packets that arrived
@@ -390,7 +432,12 @@ func (s *Session) frameLoop(ctx context.Context) error {
 			}
 			return fmt.Errorf("media: read source: %w", err)
 		}
-		if err := s.sendFrame(ctx); err != nil {
+		s.applyUpdates()
+		// On hold the microphone is still read, so that the sound card
+		// does not overrun, and its frame dropped.
+		if !s.cur.dir.sends() {
+			s.snd.skip()
+		} else if err := s.sendFrame(ctx); err != nil {
 			return err
 		}
 		if err := s.sock.drain(s.clk.Now(), s.receive); err != nil {
@@ -446,7 +493,8 @@ func (s *Session) sendFrame(ctx context.Context) error {
 }
 
 // receiver holds the receive path's state: the frame loop's, or where
-// it does not drain the socket, receiveLoop's.
+// it does not drain the socket, receiveLoop's. Session.mu guards it but
+// for buf and pkt, which only the reading loop touches.
 type receiver struct {
 	buf  []byte
 	pkt  rtp.Packet
@@ -471,44 +519,59 @@ func (s *Session) receiveLoop(ctx context.Context) error {
 }
 
 // receive handles one datagram, arrived at time at: the whole receive path
-// after the socket.
+// after the socket. It runs under s.mu, so that an Update takes effect
+// between packets, but for OnDigit, which might call back into the Session.
 func (s *Session) receive(b []byte, from netip.AddrPort, at time.Time) {
+	s.mu.Lock()
+	digit, ok := s.receiveLocked(b, from, at)
+	s.mu.Unlock()
+	if ok {
+		s.digits.Add(1)
+		if s.cfg.OnDigit != nil {
+			s.cfg.OnDigit(digit)
+		}
+	}
+}
+
+// receiveLocked is receive under s.mu; it returns a key pressed.
+func (s *Session) receiveLocked(b []byte, from netip.AddrPort, at time.Time) (rune, bool) {
 	r := &s.rcv
 	if !s.rtpPeer.allows(from) {
 		s.ignored.Add(1)
-		return
+		return 0, false
 	}
 	if err := r.pkt.Unmarshal(b); err != nil || r.pkt.Version != 2 {
 		s.malformed.Add(1)
-		return
+		return 0, false
 	}
+	// Not receiving (on hold), packets still count for RTCP, which goes
+	// on (RFC 3264 section 5.1), but are neither played nor taken as keys.
+	rx := &s.rx
 	pt := r.pkt.PayloadType
 	switch {
-	case s.cfg.DTMFPayloadType != 0 && pt == s.cfg.DTMFPayloadType:
-		digit, ok, err := r.dtmf.packet(r.pkt.SSRC, r.pkt.Timestamp, r.pkt.Marker, r.pkt.Payload)
-		if err != nil {
-			s.malformed.Add(1)
-			return
+	case rx.dtmfPT != 0 && pt == rx.dtmfPT:
+		var (
+			digit rune
+			ok    bool
+		)
+		if rx.receiving {
+			var err error
+			if digit, ok, err = r.dtmf.packet(r.pkt.SSRC, r.pkt.Timestamp, r.pkt.Marker, r.pkt.Payload); err != nil {
+				s.malformed.Add(1)
+				return 0, false
+			}
 		}
 		s.accepted(from)
 		s.countReceived(len(r.pkt.Payload))
-		s.mu.Lock()
 		if r.have && r.pkt.SSRC == r.ssrc {
 			// Telephone-events share the audio's sequence numbers
 			// (RFC 4733 §2.1).
 			s.rtcp.src.update(r.pkt.SequenceNumber)
 		}
-		s.mu.Unlock()
-		if ok {
-			s.digits.Add(1)
-			if s.cfg.OnDigit != nil {
-				s.cfg.OnDigit(digit)
-			}
-		}
-	case pt == s.codec.PayloadType:
+		return digit, ok
+	case pt == rx.codecPT:
 		s.accepted(from)
 		s.countReceived(len(r.pkt.Payload))
-		s.mu.Lock()
 		if !r.have || r.pkt.SSRC != r.ssrc {
 			// A new stream (a new sender, or re-INVITE): its sequence
 			// numbers have nothing to do with the old one's.
@@ -517,11 +580,13 @@ func (s *Session) receive(b []byte, from netip.AddrPort, at time.Time) {
 			s.rtcp.src.reset(r.pkt.SSRC, r.pkt.SequenceNumber)
 		}
 		s.rtcp.src.update(r.pkt.SequenceNumber)
-		s.jb.Push(r.pkt.SequenceNumber, r.pkt.Timestamp, at, r.pkt.Payload)
-		s.mu.Unlock()
+		if rx.receiving {
+			s.jb.Push(r.pkt.SequenceNumber, r.pkt.Timestamp, at, r.pkt.Payload)
+		}
 	default:
 		s.ignored.Add(1)
 	}
+	return 0, false
 }
 
 // accepted latches the RTP remote on the first valid packet.
@@ -549,6 +614,8 @@ type playout struct {
 const concealFrames = 4
 
 // playFrame takes one frame from the jitter buffer and writes it to Sink.
+// Not receiving (on hold), the buffer stays empty: it plays silence, and
+// counts no loss while it waits for a stream to start.
 func (s *Session) playFrame() error {
 	p := &s.ply
 	now := s.clk.Now()
@@ -582,6 +649,10 @@ func (s *Session) playFrame() error {
 // quietLevel is the mean absolute sample value under which a frame counts
 // as silence, about -40 dBFS: dropping or repeating it goes unheard.
 const quietLevel = 328
+
+// quiet is the jitter buffer's test for a quiet payload, in the codec
+// received now; the jitter buffer calls it under s.mu.
+func (s *Session) quiet(payload []byte) bool { return s.rx.quiet(payload) }
 
 // quietG711 returns the jitter buffer's test for a quiet G.711 payload.
 func quietG711(c Codec) func(payload []byte) bool {
