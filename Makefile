@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # The API is plain HTTP/1.1 on loopback; leaving out net/http's bundled
 # HTTP/2 makes the binary (which is resident whole) 350 kB smaller.
 TAGS     := nethttpomithttp2
-DEB_PKGS := kamailio baresip-core sip-tester sox nginx-light systemd portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins tshark qemu-user-static
+DEB_PKGS := kamailio baresip-core sip-tester sox nginx-light dnsmasq-base systemd portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins tshark qemu-user-static
 TONE     := examples/test-tone.wav
 
 .PHONY: all build deps run test unit arm-test fuzz e2e vet bench clean

@@ -1,6 +1,7 @@
 package device
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ func (s *Station) Status(ctx context.Context) (api.Status, error) {
 			Registration: api.Registration{
 				State:     s.reg.State,
 				Registrar: s.cfg.SIP.Registrar,
+				Transport: cmp.Or(s.reg.Transport, s.cfg.SIP.Transport),
 			},
 			Call:    api.CallStatus{State: s.state.String(), Remote: s.callRemote},
 			Relays:  map[string]api.RelayStatus{},
@@ -41,6 +43,13 @@ func (s *Station) Status(ctx context.Context) (api.Status, error) {
 		}
 		if s.state != stateIdle {
 			st.Call.Since = s.callSince.UTC().Format(time.RFC3339)
+		}
+		if s.reg.Addr.IsValid() {
+			st.Registration.Address = s.reg.Addr.String()
+		}
+		if s.state == stateActive {
+			st.Call.Direction = cmp.Or(s.callDirection, "sendrecv")
+			st.Call.Hold = s.callDirection != "" && s.callDirection != "sendrecv"
 		}
 		if st.Door.LockedOut {
 			st.Door.LockoutFor = s.lock.lockedUntil.Sub(now).Truncate(time.Second).String()

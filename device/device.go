@@ -66,6 +66,14 @@ type Call interface {
 
 var _ Call = (*sipagent.Call)(nil)
 
+// endReasoner is a Call that knows why it ended, for the hangup event of
+// a call that ends before its EndedEvent arrives.
+type endReasoner interface {
+	EndReason() string
+}
+
+var _ endReasoner = (*sipagent.Call)(nil)
+
 // Phone places calls.
 type Phone interface {
 	Dial(ctx context.Context, req sipagent.DialRequest) (Call, error)
@@ -92,6 +100,10 @@ type Stream interface {
 	Close() error
 	// Stats reports the running call's media; false until Run started it.
 	Stats() (media.Stats, bool)
+	// Update moves the call's media to a new offer/answer result: a new
+	// remote address or codec, or a hold (RFC 3264 section 8). It may come
+	// before Run has started the media.
+	Update(answer sipagent.MediaAnswer) error
 }
 
 // SIP events the station consumes. They mirror sipagent's events with the
@@ -103,6 +115,8 @@ type (
 		Registrar string
 		Expires   time.Time
 		Err       error
+		Transport string         // "udp" or "tcp"
+		Addr      netip.AddrPort // the registrar address that answered; zero until one did
 	}
 	// IncomingEvent reports a new INVITE.
 	IncomingEvent struct {
@@ -125,6 +139,12 @@ type (
 	// outbound proxy: fetch the configuration now.
 	CheckSyncEvent struct {
 		Source netip.AddrPort
+	}
+	// MediaChangedEvent reports a re-INVITE or UPDATE that changed an
+	// established call's media: Media is the whole new stream.
+	MediaChangedEvent struct {
+		Call  Call
+		Media sipagent.MediaAnswer
 	}
 )
 
@@ -241,15 +261,17 @@ type Station struct {
 	callRemote   string
 	callSince    time.Time
 	callOutgoing bool
-	stream       Stream
-	cancelCall   context.CancelFunc
-	timers       []clock.Timer
-	lock         *codeLock
-	reg          RegistrationEvent
-	doorOpenTill time.Time
-	doorTimer    clock.Timer
-	roles        *roles
-	policy       *callPolicy
+	// callDirection is the active call's media direction ("" sendrecv).
+	callDirection string
+	stream        Stream
+	cancelCall    context.CancelFunc
+	timers        []clock.Timer
+	lock          *codeLock
+	reg           RegistrationEvent
+	doorOpenTill  time.Time
+	doorTimer     clock.Timer
+	roles         *roles
+	policy        *callPolicy
 }
 
 // New checks the wiring and returns a Station ready to Run.
@@ -450,6 +472,21 @@ func (s *Station) onSIP(ev any) {
 		}
 	case CheckSyncEvent:
 		s.onCheckSync(ev)
+	case MediaChangedEvent:
+		if ev.Call == s.call && s.state == stateActive {
+			s.mediaChanged(ev.Media)
+		}
+	}
+}
+
+// mediaChanged applies a call's new media to its running stream; a change
+// the stream cannot make ends the call rather than leave it mute.
+func (s *Station) mediaChanged(ans sipagent.MediaAnswer) {
+	s.callDirection = ans.Direction
+	s.log.Info("call media changed", "remote", s.callRemote, "media", ans.Remote, "codec", ans.Codec.Name, "direction", ans.Direction)
+	if err := s.stream.Update(ans); err != nil {
+		s.fail("media update", err)
+		s.endCall("media failed", true)
 	}
 }
 
@@ -638,6 +675,7 @@ func (s *Station) established(ans sipagent.MediaAnswer) {
 	if s.callOutgoing {
 		s.watch(gen, s.call)
 	}
+	s.callDirection = ans.Direction
 	s.emit("answered", map[string]any{"remote": s.callRemote, "codec": ans.Codec.Name})
 	s.limitDuration(gen)
 	stream := s.stream
@@ -670,9 +708,13 @@ func (s *Station) watch(gen uint64, call Call) {
 	s.wg.Go(func() {
 		select {
 		case <-done:
+			reason := "remote hangup"
+			if r, ok := call.(endReasoner); ok && r.EndReason() != "" {
+				reason = r.EndReason()
+			}
 			s.post(func() {
 				if gen == s.gen {
-					s.endCall("remote hangup", false)
+					s.endCall(reason, false)
 				}
 			})
 		case <-ctx.Done():
@@ -831,7 +873,7 @@ func (s *Station) endCall(reason string, local bool) {
 	}
 	s.emit("hangup", map[string]any{"remote": s.callRemote, "reason": reason})
 	s.log.Info("call ended", "remote", s.callRemote, "reason", reason)
-	s.callRemote = ""
+	s.callRemote, s.callDirection = "", ""
 	s.updateLEDs()
 }
 

@@ -580,13 +580,19 @@ func TestRegistrationDrivesLEDAndEvents(t *testing.T) {
 	if got := h.led.Pattern(); got != "unregistered" {
 		t.Fatalf("LED %q before registration", got)
 	}
-	h.sip <- RegistrationEvent{State: "registered", Registrar: "127.0.0.1", Expires: h.clock.Now().Add(time.Minute)}
+	st, _ := h.st.Status(context.Background())
+	if st.Registration.Transport != "udp" || st.Registration.Address != "" {
+		t.Fatalf("registration status before any answer %+v, want the configured transport and no address", st.Registration)
+	}
+	h.sip <- RegistrationEvent{State: "registered", Registrar: "127.0.0.1", Expires: h.clock.Now().Add(time.Minute),
+		Transport: "tcp", Addr: netip.MustParseAddrPort("127.0.0.1:5062")}
 	h.expectEvent("registered")
 	if got := h.led.Pattern(); got != "registered" {
 		t.Fatalf("LED %q when registered", got)
 	}
-	st, _ := h.st.Status(context.Background())
-	if st.Registration.State != "registered" || st.Registration.ExpiresIn != "1m0s" {
+	st, _ = h.st.Status(context.Background())
+	if st.Registration.State != "registered" || st.Registration.ExpiresIn != "1m0s" ||
+		st.Registration.Transport != "tcp" || st.Registration.Address != "127.0.0.1:5062" {
 		t.Fatalf("registration status %+v", st.Registration)
 	}
 	h.sip <- RegistrationEvent{State: "failed", Registrar: "127.0.0.1", Err: errors.New("timeout")}

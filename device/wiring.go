@@ -50,7 +50,7 @@ func SIPEvents(ctx context.Context, in <-chan sipagent.Event) <-chan any {
 			var d any
 			switch ev := ev.(type) {
 			case sipagent.RegistrationChanged:
-				d = RegistrationEvent{State: ev.State, Registrar: ev.Registrar, Expires: ev.Expires, Err: ev.Err}
+				d = RegistrationEvent{State: ev.State, Registrar: ev.Registrar, Expires: ev.Expires, Err: ev.Err, Transport: ev.Transport, Addr: ev.Addr}
 			case sipagent.IncomingCall:
 				d = IncomingEvent{Call: ev.Call, From: ev.From, Source: ev.Source, FromProxy: ev.FromProxy}
 			case sipagent.CallEnded:
@@ -59,6 +59,8 @@ func SIPEvents(ctx context.Context, in <-chan sipagent.Event) <-chan any {
 				d = InfoDigitEvent{Call: ev.Call, Digit: ev.Digit}
 			case sipagent.CheckSync:
 				d = CheckSyncEvent{Source: ev.Source}
+			case sipagent.MediaChanged:
+				d = MediaChangedEvent{Call: ev.Call, Media: ev.Media}
 			default:
 				continue
 			}
@@ -118,6 +120,64 @@ type rtpStream struct {
 	mu   sync.Mutex
 	rang bool // this stream started the ringback
 	sess *media.Session
+	// next is a change of media that came before Run set up sess.
+	next *media.Update
+}
+
+// Update moves the running call's media to ans, the call's new
+// offer/answer result: a new remote address, codec or hold direction.
+func (s *rtpStream) Update(ans sipagent.MediaAnswer) error {
+	u, err := mediaUpdate(ans)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	sess := s.sess
+	if sess == nil {
+		s.next = &u
+	}
+	s.mu.Unlock()
+	if sess == nil {
+		return nil
+	}
+	if err := sess.Update(u); err != nil {
+		return fmt.Errorf("device: %w", err)
+	}
+	return nil
+}
+
+// mediaUpdate translates a negotiated answer into a media.Update.
+func mediaUpdate(ans sipagent.MediaAnswer) (media.Update, error) {
+	dir, err := mediaDirection(ans.Direction)
+	if err != nil {
+		return media.Update{}, err
+	}
+	codec, ok := media.CodecByName(ans.Codec.Name)
+	if !ok {
+		return media.Update{}, fmt.Errorf("device: negotiated codec %q is not supported", ans.Codec.Name)
+	}
+	codec.PayloadType = ans.Codec.PayloadType
+	u := media.Update{Codec: codec, DTMFPayloadType: ans.DTMFPayloadType, Direction: dir}
+	// An unspecified address (old-style hold) keeps the last one.
+	if ans.Remote.IsValid() && !ans.Remote.Addr().IsUnspecified() {
+		u.Remote = ans.Remote
+	}
+	return u, nil
+}
+
+// mediaDirection maps sipagent's direction, from our side, to media's.
+func mediaDirection(d string) (media.Direction, error) {
+	switch d {
+	case "", "sendrecv":
+		return media.SendRecv, nil
+	case "sendonly":
+		return media.SendOnly, nil
+	case "recvonly":
+		return media.RecvOnly, nil
+	case "inactive":
+		return media.Inactive, nil
+	}
+	return 0, fmt.Errorf("device: unknown media direction %q", d)
 }
 
 func (s *rtpStream) LocalAddr() netip.AddrPort {
@@ -186,6 +246,11 @@ func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit f
 		return fmt.Errorf("device: negotiated codec %q is not supported", ans.Codec.Name)
 	}
 	codec.PayloadType = ans.Codec.PayloadType
+	dir, err := mediaDirection(ans.Direction)
+	if err != nil {
+		s.closeConns()
+		return err
+	}
 	format, err := media.FormatForPtime(ptime)
 	if err != nil {
 		s.closeConns()
@@ -210,7 +275,7 @@ func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit f
 		return fmt.Errorf("device: open audio output: %w", err)
 	}
 	sess, err := media.NewSession(media.SessionConfig{
-		Conn: s.conn, RTCPConn: s.rtcpConn, Remote: ans.Remote, Codec: codec, DTMFPayloadType: ans.DTMFPayloadType, Ptime: ptime,
+		Conn: s.conn, RTCPConn: s.rtcpConn, Remote: ans.Remote, Codec: codec, DTMFPayloadType: ans.DTMFPayloadType, Ptime: ptime, Direction: dir,
 		Source: &micPath{Source: src, gain: s.m.MicGain, tones: &s.far, echo: echo},
 		Sink:   &speakerPath{Sink: sink, gain: s.m.SpeakerGain, tones: &s.speaker, echo: echo},
 		Jitter: s.m.Jitter, OnDigit: onDigit, Logger: s.m.Logger,
@@ -223,7 +288,17 @@ func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit f
 	}
 	s.mu.Lock()
 	s.sess = sess
+	next := s.next
+	s.next = nil
 	s.mu.Unlock()
+	if next != nil {
+		if err := sess.Update(*next); err != nil {
+			src.Close()
+			sink.Close()
+			s.closeConns()
+			return fmt.Errorf("device: %w", err)
+		}
+	}
 	err = sess.Run(ctx)
 	return errors.Join(err, src.Close(), sink.Close())
 }

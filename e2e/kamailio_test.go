@@ -25,6 +25,8 @@ type kamailioOptions struct {
 	// and the value as Contact, like a PBX's call forwarding; a value that
 	// is a bare user means that user at this kamailio.
 	Redirect map[string]string
+	// TCP makes kamailio listen on TCP too, on the same port.
+	TCP bool
 }
 
 // kamailio is a registrar with digest auth (password "pw-<user>") and a
@@ -70,7 +72,7 @@ func startKamailio(t testing.TB, opts kamailioOptions) *kamailio {
 	var cfg bytes.Buffer
 	err = tmpl.Execute(&cfg, map[string]any{
 		"Addr": k.Addr, "CtlSocket": k.ctl,
-		"AuthInvite": opts.AuthInvite, "RecordRoute": opts.RecordRoute, "Redirect": redirect,
+		"AuthInvite": opts.AuthInvite, "RecordRoute": opts.RecordRoute, "Redirect": redirect, "TCP": opts.TCP,
 	})
 	if err != nil {
 		t.Fatal(err)

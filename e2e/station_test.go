@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,6 +76,12 @@ type stationOptions struct {
 	// PortAudio switches audio.backend from file to portaudio on the
 	// default devices; ToneHz and Output do not apply then.
 	PortAudio bool
+	// RegistrarHost, when set, is sip.registrar instead of Registrar's
+	// address: a domain the station resolves itself.
+	RegistrarHost string
+	// Wrap is a command the station binary and its arguments are appended
+	// to, e.g. to run it in a mount namespace.
+	Wrap []string
 }
 
 // station is a running intercom with its API and an SSE subscription.
@@ -84,6 +91,7 @@ type station struct {
 	Output  string // WAV of what its speaker played
 	proc    *proc
 	Events  *eventLog
+	wrap    []string // see stationOptions.Wrap
 }
 
 // stationStatus is the part of GET /api/v1/status the tests read (DESIGN §5).
@@ -125,10 +133,14 @@ func startStation(t testing.TB, opts stationOptions) *station {
 			opts.Call = []string{opts.Registrar.URI("201")}
 		}
 	}
+	if opts.RegistrarHost != "" {
+		registrar = opts.RegistrarHost
+	}
 	if len(opts.Call) == 0 {
 		opts.Call = []string{"sip:201@127.0.0.1"}
 	}
 	st := &station{
+		wrap:    opts.Wrap,
 		SIPAddr: fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)),
 		API:     fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)),
 		Output:  filepath.Join(dir, "speaker.wav"),
@@ -170,7 +182,11 @@ func (st *station) runTemplate(t testing.TB, dir string, tmpl *template.Template
 // waits for the API and subscribes to its events.
 func (st *station) run(t testing.TB, workDir, logDir, cfg string) {
 	t.Helper()
-	st.proc = startProcIn(t, workDir, logDir, "intercom", intercomBinary(t), "run", "-config", cfg)
+	args := []string{intercomBinary(t), "run", "-config", cfg}
+	if len(st.wrap) > 0 {
+		args = append(slices.Clone(st.wrap), args...)
+	}
+	st.proc = startProcIn(t, workDir, logDir, "intercom", args[0], args[1:]...)
 	eventually(t, 10*time.Second, "station API up", all(st.proc.alive, func() error {
 		_, err := st.status()
 		return err

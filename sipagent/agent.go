@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,14 +26,19 @@ import (
 
 // Config configures an Agent. Zero values take the documented defaults.
 type Config struct {
-	// Transport is "udp" (default) or "tcp".
+	// Transport is "udp" (default) or "tcp". Over TCP the agent keeps one
+	// connection open to the registrar (or outbound proxy) for its
+	// registration and the requests it sends there, and reconnects and
+	// re-registers at once when that connection is lost.
 	Transport string
-	// Listen is the local IP:port; default "0.0.0.0:5060". Port 0 picks a
-	// free port (see Agent.Addr).
+	// Listen is the local IP:port ("[::]:5060" for IPv6); default
+	// "0.0.0.0:5060". Port 0 picks a free port (see Agent.Addr).
 	Listen string
-	// Registrar is host[:port] or a sip: URI; empty means peer-to-peer.
+	// Registrar is host[:port] or a sip: URI, the port defaulting to 5060;
+	// an IPv6 address is written in brackets ("[2001:db8::1]:5060") or
+	// alone ("2001:db8::1"). Empty means peer-to-peer.
 	Registrar string
-	// OutboundProxy is host[:port] or a sip: URI; when set, requests that
+	// OutboundProxy is written like Registrar; when set, requests that
 	// start a dialog or a registration are routed through it.
 	OutboundProxy string
 	User          string
@@ -41,9 +47,19 @@ type Config struct {
 	DisplayName   string
 	// RegisterExpires is the binding lifetime we ask for; default 300 s.
 	RegisterExpires time.Duration
-	// Keepalive sends an OPTIONS to the registrar this often while
-	// registered (NAT bindings, and noticing a registrar restart); 0: never.
+	// Keepalive is the interval of keep-alives to the registrar while
+	// registered; 0: none. Over TCP each is a double-CRLF ping that must
+	// be answered within 10 s (RFC 5626 section 4.4.1), or the connection
+	// is dropped and the agent reconnects and re-registers. Over UDP a
+	// CRLF datagram keeps NAT bindings open, and every fourth keep-alive
+	// is an OPTIONS instead: an unanswered one re-registers at once.
 	Keepalive time.Duration
+	// NAT is "auto" (default) or "off". With auto, when the registrar
+	// answers a REGISTER with a Via whose received/rport (RFC 3581) show
+	// an address other than ours, the agent re-registers with that public
+	// address in its Contact and uses it toward the registrar from then
+	// on; off keeps the local address.
+	NAT       string
 	UserAgent string // default "intercom"
 	Logger    *slog.Logger
 
@@ -56,10 +72,14 @@ type Config struct {
 	// AnswerTimeout is how long an incoming call waits for Accept or Reject
 	// before it is answered 480; default 30 s.
 	AnswerTimeout time.Duration
+	// Resolver finds registrar, outbound proxy and call targets named by
+	// domain (RFC 3263); default sipdns on /etc/resolv.conf.
+	Resolver Resolver
 }
 
 const (
 	defaultListen        = "0.0.0.0:5060"
+	defaultSIPPort       = 5060 // a SIP URI without a port, over UDP or TCP
 	defaultExpires       = 300 * time.Second
 	defaultRetryMin      = time.Second
 	defaultRetryMax      = 60 * time.Second
@@ -70,7 +90,7 @@ const (
 	emitWait = time.Second
 	// shutdownWait bounds each BYE and the un-REGISTER when Run stops.
 	shutdownWait = 2 * time.Second
-	allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY"
+	allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, UPDATE"
 )
 
 // Agent is a SIP user agent bound to one listening socket.
@@ -79,16 +99,19 @@ type Agent struct {
 	log       *slog.Logger
 	clk       clock.Clock
 	transport string // as sipgo spells it: "UDP" or "TCP"
+	natAuto   bool
 	listenIP  netip.Addr
 	addr      netip.AddrPort
 	udp       *net.UDPConn
 	tcp       *net.TCPListener
-	registrar *sip.Uri // nil: no registration
-	proxy     *sip.Uri // nil: no outbound proxy
-	domain    string   // host part of our address-of-record
+	flows     *flowListener // serves tcp to sipgo
+	registrar *sip.Uri      // nil: no registration
+	proxy     *sip.Uri      // nil: no outbound proxy
+	domain    string        // host part of our address-of-record
 
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server
+	dns dnsState // RFC 3263 resolution and failover (resolve.go)
 
 	events  chan Event
 	dropped atomic.Uint64
@@ -98,10 +121,13 @@ type Agent struct {
 	mu       sync.Mutex
 	state    int // stateNew, stateRunning, stateStopping
 	runCtx   context.Context
-	locals   map[netip.Addr]*localEnd
+	locals   map[endKey]*localEnd
 	calls    map[string]*Call // by sipgo dialog ID
 	proxyIPs []netip.Addr
-	wg       sync.WaitGroup // goroutines and handlers started while running
+	// public maps a local IP to the address the registrar saw it as,
+	// when that differs (behind a NAT, sip.nat auto).
+	public map[netip.Addr]netip.AddrPort
+	wg     sync.WaitGroup // goroutines and handlers started while running
 }
 
 const (
@@ -111,11 +137,20 @@ const (
 )
 
 // localEnd is our side of the network toward some peer: the local IP the
-// kernel routes from, and a sipgo client whose Via and Contact carry it.
+// kernel routes from, and a sipgo client whose Via and Contact carry it
+// (the Contact carries the public address instead when the peer is the
+// registrar or outbound proxy and a NAT is in between).
 type localEnd struct {
 	ip     netip.Addr
 	client *sipgo.Client
 	dua    *sipgo.DialogUA
+}
+
+// endKey finds a localEnd: a local IP, and the public address its
+// Contact carries, if any.
+type endKey struct {
+	ip     netip.Addr
+	public netip.AddrPort
 }
 
 // New validates cfg, binds the listening socket and prepares the sipgo
@@ -157,6 +192,13 @@ func New(cfg Config) (*Agent, error) {
 		a.transport = "TCP"
 	default:
 		return nil, fmt.Errorf("sipagent: unsupported transport %q", cfg.Transport)
+	}
+	switch strings.ToLower(cfg.NAT) {
+	case "", "auto":
+		a.natAuto = true
+	case "off":
+	default:
+		return nil, fmt.Errorf("sipagent: nat %q: want auto or off", cfg.NAT)
 	}
 	if strings.ContainsAny(a.cfg.User, "@:;<> ") {
 		return nil, fmt.Errorf("sipagent: invalid user %q", a.cfg.User)
@@ -218,7 +260,8 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.events = make(chan Event, eventBuffer)
-	a.locals = map[netip.Addr]*localEnd{}
+	a.locals = map[endKey]*localEnd{}
+	a.public = map[netip.Addr]netip.AddrPort{}
 	a.calls = map[string]*Call{}
 	a.routes()
 	return a, nil
@@ -243,11 +286,14 @@ func (a *Agent) bind(ap netip.AddrPort) error {
 		return fmt.Errorf("sipagent: listen: %w", err)
 	}
 	a.tcp = l
+	a.flows = newFlowListener(l)
 	a.addr = l.Addr().(*net.TCPAddr).AddrPort()
 	return nil
 }
 
-// parseServer accepts "host", "host:port" or a sip: URI; "" gives nil.
+// parseServer accepts "host", "host:port", an IPv6 address with or
+// without brackets, or a sip: URI; "" gives nil. A missing port is left 0:
+// 5060 is applied where the address is used (RFC 3261 section 19.1.2).
 func parseServer(s string) (*sip.Uri, error) {
 	if s == "" {
 		return nil, nil
@@ -257,6 +303,10 @@ func parseServer(s string) (*sip.Uri, error) {
 	case strings.HasPrefix(lower, "sips:"):
 		return nil, fmt.Errorf("%q: sips is not supported", s)
 	case !strings.HasPrefix(lower, "sip:"):
+		if ip, err := netip.ParseAddr(s); err == nil && ip.Is6() {
+			// A bare IPv6 address: its colons are not a port separator.
+			s = "[" + s + "]"
+		}
 		text = "sip:" + s
 	}
 	var u sip.Uri
@@ -319,7 +369,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.ua.TransportLayer().Pool("udp").Add(local, &sip.UDPConnection{PacketConn: a.udp, PacketAddr: local, Listener: true})
 		go func() { serveDone <- a.srv.ServeUDP(a.udp) }()
 	} else {
-		go func() { serveDone <- a.srv.ServeTCP(a.tcp) }()
+		go a.flows.acceptLoop()
+		go func() { serveDone <- a.srv.ServeTCP(a.flows) }()
 	}
 	a.log.Info("sipagent: listening", "transport", a.transport, "addr", a.addr)
 
@@ -371,7 +422,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.udp != nil {
 		_ = a.udp.Close()
 	} else {
-		_ = a.tcp.Close()
+		// Ends acceptLoop, and with it sipgo's serve loop.
+		_ = a.flows.Close()
 	}
 	if serveErr == nil {
 		<-serveDone
@@ -412,7 +464,7 @@ func (a *Agent) enter() (context.Context, bool) {
 func (a *Agent) local(ctx context.Context, host string) (*localEnd, error) {
 	ip := a.listenIP
 	if ip.IsUnspecified() {
-		remote, err := resolve(ctx, host)
+		remote, err := a.resolve(ctx, host)
 		if err != nil {
 			return nil, err
 		}
@@ -422,12 +474,19 @@ func (a *Agent) local(ctx context.Context, host string) (*localEnd, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if le, ok := a.locals[ip]; ok {
+	key := endKey{ip: ip}
+	if pub, ok := a.public[ip]; ok && a.towardRegistrarLocked(host) {
+		key.public = pub
+	}
+	if le, ok := a.locals[key]; ok {
 		return le, nil
 	}
 	opts := []sipgo.ClientOption{
 		sipgo.WithClientHostname(ip.String()),
 		sipgo.WithClientPort(int(a.addr.Port())),
+		// rport in our Via (RFC 3581 section 3): responses come back to
+		// the address and port the request left from, through any NAT.
+		sipgo.WithClientNAT(),
 		sipgo.WithClientLogger(a.log.With("component", "sipgo")),
 	}
 	if a.udp != nil {
@@ -440,37 +499,56 @@ func (a *Agent) local(ctx context.Context, host string) (*localEnd, error) {
 		return nil, fmt.Errorf("sipagent: client: %w", err)
 	}
 	le := &localEnd{ip: ip, client: client}
-	le.dua = &sipgo.DialogUA{Client: client, ContactHDR: a.contact(ip)}
-	a.locals[ip] = le
+	le.dua = &sipgo.DialogUA{Client: client, ContactHDR: a.contact(ip, key.public)}
+	a.locals[key] = le
 	return le, nil
 }
 
-func (a *Agent) contact(ip netip.Addr) sip.ContactHeader {
-	u := sip.Uri{Scheme: "sip", User: a.cfg.User, Host: ip.String(), Port: int(a.addr.Port())}
+// towardRegistrarLocked reports whether host, a name or an IP, is the
+// first hop toward the registrar: the outbound proxy if there is one.
+// The caller holds a.mu.
+func (a *Agent) towardRegistrarLocked(host string) bool {
+	hop := a.registrar
+	if a.proxy != nil {
+		hop = a.proxy
+	}
+	if hop == nil {
+		return false
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, strings.Trim(hop.Host, "[]")) {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && slices.Contains(a.proxyIPs, ip.Unmap())
+}
+
+// contact is our Contact from local IP ip, or with the public address a
+// NAT maps us to when public is valid. sipgo brackets an IPv6 host.
+func (a *Agent) contact(ip netip.Addr, public netip.AddrPort) sip.ContactHeader {
+	host, port := ip, a.addr.Port()
+	if public.IsValid() {
+		host, port = public.Addr(), public.Port()
+	}
+	u := sip.Uri{Scheme: "sip", User: a.cfg.User, Host: host.String(), Port: int(port)}
 	if a.transport == "TCP" {
 		u.UriParams = sip.HeaderParams{{K: "transport", V: "tcp"}}
 	}
 	return sip.ContactHeader{Address: u}
 }
 
-// resolve returns host's address, preferring IPv4 like sipgo's transport.
-func resolve(ctx context.Context, host string) (netip.Addr, error) {
-	if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
-		return ip.Unmap(), nil
-	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+// firstHop is the transport address requests to the registrar go to
+// first: the outbound proxy's, else the registrar's, as sendFailover
+// tries them (RFC 3263; port 5060 when neither the URI nor DNS names one).
+func (a *Agent) firstHop(ctx context.Context) (netip.AddrPort, error) {
+	targets, err := a.targets(ctx, a.hopURI(a.registrar))
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("sipagent: resolve %s: %w", host, err)
+		return netip.AddrPort{}, err
 	}
-	for _, ip := range ips {
-		if ip.Unmap().Is4() {
-			return ip.Unmap(), nil
-		}
-	}
-	if len(ips) == 0 {
-		return netip.Addr{}, fmt.Errorf("sipagent: resolve %s: no addresses", host)
-	}
-	return ips[0], nil
+	return targets[0].Addr, nil
 }
 
 // routeFrom asks the kernel which local IP it would use toward remote;
@@ -484,12 +562,14 @@ func routeFrom(remote netip.Addr) (netip.Addr, error) {
 	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
 }
 
-// nextHop is where out-of-dialog requests physically go first.
+// nextHop is where out-of-dialog requests physically go first, as host
+// or host:port for local.
 func (a *Agent) nextHop(target *sip.Uri) string {
-	if a.proxy != nil {
-		return a.proxy.Host
+	hop := a.hopURI(target)
+	if hop.Port == 0 {
+		return hop.Host
 	}
-	return target.Host
+	return net.JoinHostPort(strings.Trim(hop.Host, "[]"), strconv.Itoa(hop.Port))
 }
 
 // addRoute routes an out-of-dialog request through the outbound proxy
@@ -505,18 +585,24 @@ func (a *Agent) addRoute(req *sip.Request) {
 	req.AppendHeader(&sip.RouteHeader{Address: u})
 }
 
-// refreshProxyIPs remembers the registrar's and outbound proxy's addresses
-// so that IncomingCall.FromProxy can be decided without a DNS lookup.
+// refreshProxyIPs remembers the addresses of all the registrar's and
+// outbound proxy's targets so that IncomingCall.FromProxy can be decided
+// without a DNS lookup: a call may come from any of them.
 func (a *Agent) refreshProxyIPs(ctx context.Context) {
 	var ips []netip.Addr
 	for _, u := range []*sip.Uri{a.registrar, a.proxy} {
 		if u == nil {
 			continue
 		}
-		if ip, err := resolve(ctx, u.Host); err == nil {
-			ips = append(ips, ip)
-		} else {
+		targets, err := a.targets(ctx, u)
+		if err != nil {
 			a.log.Debug("sipagent: resolve", "host", u.Host, "err", err)
+			continue
+		}
+		for _, t := range targets {
+			if !slices.Contains(ips, t.Addr.Addr()) {
+				ips = append(ips, t.Addr.Addr())
+			}
 		}
 	}
 	a.mu.Lock()

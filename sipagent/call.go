@@ -25,6 +25,8 @@ type Call struct {
 	tx sip.ServerTransaction      // incoming: the INVITE's transaction
 	// offer is the caller's SDP offer (incoming).
 	offer remoteMedia
+	// timers is what the caller's INVITE asked of session timers.
+	timers timerRequest
 	// decisions carries Accept, Reject and Ringing to the goroutine that
 	// owns the INVITE transaction, while the call is pending.
 	decisions chan decision
@@ -34,6 +36,7 @@ type Call struct {
 	mu     sync.Mutex
 	state  int
 	media  MediaAnswer
+	dlg    dialogState
 	reason string // preset end reason (e.g. a BYE raced with the INVITE handler)
 	done   chan struct{}
 }
@@ -69,6 +72,17 @@ func (c *Call) Remote() string { return c.remote }
 
 // Done is closed when the call has ended, for whatever reason.
 func (c *Call) Done() <-chan struct{} { return c.done }
+
+// EndReason is why the call ended, as CallEnded reports it; "" while it
+// has not ended. It is set before Done is closed.
+func (c *Call) EndReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != callEnded {
+		return ""
+	}
+	return c.reason
+}
 
 // Media is the negotiated stream; zero until the call is answered.
 func (c *Call) Media() MediaAnswer {
@@ -108,11 +122,21 @@ func (c *Call) Accept(ctx context.Context, local MediaOffer) (MediaAnswer, error
 	if !ans.Local.Addr().IsValid() || ans.Local.Addr().IsUnspecified() {
 		ans.Local = netip.AddrPortFrom(c.local.ip, local.Addr.Port())
 	}
-	body, err := buildSDP(ans.Local, []Codec{ans.Codec}, ans.DTMFPayloadType, local.Ptime)
+	l := localSDP{addr: ans.Local, codecs: []Codec{ans.Codec}, dtmfPT: ans.DTMFPayloadType, ptime: local.Ptime, dir: ans.Direction}
+	err = l.newSession()
+	var body []byte
+	if err == nil {
+		body, err = l.marshal()
+	}
 	if err != nil {
 		return MediaAnswer{}, errors.Join(fmt.Errorf("sipagent: accept: %w", err),
 			c.Reject(sip.StatusInternalServerError, "Server Internal Error"))
 	}
+	caps := local
+	caps.Codecs, _ = normalizeCodecs(local.Codecs) // answerFor checked them
+	c.mu.Lock()
+	c.initServerDialogLocked(caps, l)
+	c.mu.Unlock()
 	d := decision{code: sip.StatusOK, reason: "OK", sdp: body, answer: ans, result: make(chan error, 1)}
 	if err := c.submit(d); err != nil {
 		return MediaAnswer{}, fmt.Errorf("sipagent: accept: %w", err)
@@ -203,17 +227,30 @@ func (c *Call) hangup(ctx context.Context, reason string) error {
 	if c.isEnded() {
 		return nil
 	}
-	var err error
-	if c.cs != nil {
-		err = c.cs.Bye(ctx)
-	} else {
-		err = c.ss.Bye(ctx)
-	}
+	err := c.bye(ctx)
 	c.end(reason)
 	if err != nil {
 		return fmt.Errorf("sipagent: hangup: %w", err)
 	}
 	return nil
+}
+
+// bye sends BYE to the remote target as the dialog's last target refresh
+// left it (RFC 3261 section 12.2.1.1), through sipgo's session, which adds
+// the route set.
+func (c *Call) bye(ctx context.Context) error {
+	c.mu.Lock()
+	ready, target := c.dlg.ready, c.dlg.target
+	c.mu.Unlock()
+	switch {
+	case !ready && c.cs != nil:
+		return c.cs.Bye(ctx)
+	case !ready:
+		return c.ss.Bye(ctx)
+	case c.cs != nil:
+		return c.cs.WriteBye(ctx, sip.NewRequest(sip.BYE, *target.Clone()))
+	}
+	return c.ss.WriteBye(ctx, sip.NewRequest(sip.BYE, *target.Clone()))
 }
 
 func (c *Call) isEnded() bool {
@@ -268,6 +305,7 @@ func (c *Call) end(reason string) {
 		return
 	}
 	c.state = callEnded
+	c.stopSessionTimerLocked()
 	if c.reason != "" {
 		reason = c.reason
 	}

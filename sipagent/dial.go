@@ -29,15 +29,17 @@ type DialRequest struct {
 	RingTimeout time.Duration
 	Media       MediaOffer
 	// OnRinging is called, on Dial's goroutine, when a target reports 180
-	// Ringing or 183 Session Progress.
+	// Ringing or 183 Session Progress. A target behind a forking proxy
+	// counts as one, whichever of its forks (To tags) ring.
 	OnRinging func(target string)
 	// OnEarlyMedia is called, on Dial's goroutine and after OnRinging, when
 	// a provisional response carries an SDP answer (early media, RFC 3960):
 	// ans is where that target plays its ringback or announcement. It is
 	// called at most once per ring group: with Parallel only for the first
-	// target that sends early media, sequentially once per target. The 2xx
-	// carries the authoritative answer (RFC 3261 section 13.2.1); it is
-	// normally the same, and the returned Call's Media is what counts.
+	// target that sends early media, sequentially once per target; among
+	// a target's forks the first with SDP plays. The 2xx carries the
+	// authoritative answer (RFC 3261 section 13.2.1); it is normally the
+	// same, and the returned Call's Media is what counts.
 	OnEarlyMedia func(target string, ans MediaAnswer)
 }
 
@@ -337,12 +339,17 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 	inv.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: target.User, Host: target.Host, Port: target.Port}})
 	inv.AppendHeader(le.dua.ContactHDR.Clone())
 	inv.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	a.sessionTimerHeaders(inv)
 	inv.AppendHeader(sip.NewHeader("User-Agent", a.cfg.UserAgent))
 	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	a.addRoute(inv)
 	inv.SetBody(body)
+	if err := a.setDestination(ctx, inv, target); err != nil {
+		return fail(err)
+	}
 
-	cs, err := le.dua.WriteInvite(ctx, inv)
+	fw := a.watchForks(le)
+	cs, err := fw.dua.WriteInvite(ctx, inv)
 	if err != nil {
 		return fail(err)
 	}
@@ -364,6 +371,7 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 		Username: a.cfg.AuthUser,
 		Password: a.cfg.Password,
 	})
+	fw.decided(cs.InviteResponse)
 	if err != nil {
 		if res := cs.InviteResponse; res != nil && res.IsSuccess() {
 			// The callee answered while we were cancelling (RFC 3261
@@ -410,6 +418,7 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 		a.drop(cs)
 		return fail(fmt.Errorf("ACK: %w", err))
 	}
+	c.startSessionTimer(cs.InviteResponse)
 	a.log.Info("sipagent: call answered", "call", callID, "target", name, "media", media)
 	return attemptResult{call: c}, nil
 }
@@ -469,4 +478,205 @@ func (a *Agent) drop(cs *sipgo.DialogClientSession) {
 	if err := cs.Bye(ctx); err != nil {
 		a.log.Debug("sipagent: BYE unwanted answer", "err", err)
 	}
+}
+
+// forkWatch sorts the 2xx responses to one INVITE by their To tag. A
+// forking proxy passes on the answer of every UAS that picks up (RFC 3261
+// sections 13.2.2.4 and 19.3): the first makes the call; each other one
+// must still be ACKed, and its dialog is ended with a BYE at once. sipgo
+// v1.7.2 hands every 2xx after the first to the INVITE transaction's
+// retransmission hook (its Accepted state, RFC 6026 section 7.2), where the
+// dialog's hook would re-send the first answer's ACK for all of them; the
+// INVITE's transactions are therefore created through forkWatch, which
+// keeps that hook for the first answer's retransmissions alone.
+type forkWatch struct {
+	a   *Agent
+	dua *sipgo.DialogUA // this INVITE's own, over a client sending through the watch
+	// transport is the INVITE's, for the ACKs and BYEs of other forks.
+	transport string
+
+	mu sync.Mutex
+	// winner is the To tag of the 2xx that settled the INVITE; "" until
+	// invite has seen it.
+	winner string
+	ended  map[string]bool // To tags of other forks already sent a BYE
+}
+
+var _ sipgo.ClientTransactionRequester = (*forkWatch)(nil)
+
+// watchForks prepares the dialog user agent for one INVITE toward le.
+func (a *Agent) watchForks(le *localEnd) *forkWatch {
+	w := &forkWatch{a: a, transport: a.transport, ended: map[string]bool{}}
+	// A copy of the shared client, so that only this INVITE's requests
+	// pass through the watch.
+	client := *le.client
+	client.TxRequester = w
+	w.dua = &sipgo.DialogUA{Client: &client, ContactHDR: le.dua.ContactHDR}
+	return w
+}
+
+// Request sends the requests of this INVITE's dialog as sipgo would, and
+// wraps the transaction of the dialog-forming INVITE (its To has no tag;
+// a re-send with credentials gets a new transaction).
+func (w *forkWatch) Request(ctx context.Context, req *sip.Request) (sip.ClientTransaction, error) {
+	if req.IsAck() {
+		// The ACK of a 2xx has no transaction (RFC 3261 section 13.2.2.4).
+		return nil, w.a.ua.TransportLayer().WriteMsg(req)
+	}
+	tx, err := w.a.ua.TransactionLayer().Request(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if to := req.To(); !req.IsInvite() || to == nil || to.Params.Has("tag") {
+		return tx, nil
+	}
+	ft := &forkedTx{ClientTransaction: tx, w: w}
+	// False only if the transaction has already ended; it then gets no
+	// responses either.
+	tx.OnRetransmission(ft.retransmission)
+	return ft, nil
+}
+
+// decided records the final response WaitAnswer ended with: a 2xx is the
+// answer the call goes with (or that invite drops), and its dialog's.
+func (w *forkWatch) decided(res *sip.Response) {
+	if res == nil || !res.IsSuccess() {
+		return
+	}
+	w.mu.Lock()
+	w.winner = toTag(res)
+	w.mu.Unlock()
+}
+
+// endFork ACKs a 2xx from a fork whose answer came too late and, the first
+// time, ends that dialog with a BYE (RFC 3261 section 13.2.2.4); each
+// retransmission of that 2xx gets its ACK again.
+func (w *forkWatch) endFork(res *sip.Response) {
+	tag := toTag(res)
+	callID := ""
+	if h := res.CallID(); h != nil {
+		callID = h.Value()
+	}
+	ack, err := forkRequest(sip.ACK, res, w.transport)
+	if err != nil {
+		w.a.log.Debug("sipagent: forked answer", "call", callID, "tag", tag, "err", err)
+		return
+	}
+	if err := w.dua.Client.WriteRequest(ack); err != nil {
+		w.a.log.Debug("sipagent: ACK forked answer", "call", callID, "tag", tag, "err", err)
+	}
+	w.mu.Lock()
+	first := !w.ended[tag]
+	w.ended[tag] = true
+	w.mu.Unlock()
+	if !first {
+		return
+	}
+	w.a.log.Info("sipagent: ending forked answer", "call", callID, "tag", tag)
+	bye, err := forkRequest(sip.BYE, res, w.transport)
+	if err != nil {
+		w.a.log.Debug("sipagent: forked answer", "call", callID, "tag", tag, "err", err)
+		return
+	}
+	// Not while stopping: the BYE would outlive Run's wait for its work.
+	w.a.track(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
+		defer cancel()
+		res, err := w.dua.Client.Do(ctx, bye)
+		switch {
+		case err != nil:
+			w.a.log.Debug("sipagent: BYE forked answer", "call", callID, "tag", tag, "err", err)
+		case !res.IsSuccess():
+			w.a.log.Debug("sipagent: BYE forked answer", "call", callID, "tag", tag, "status", res.StatusCode)
+		}
+	})
+}
+
+// forkedTx is the dialog-forming INVITE's transaction as sipgo's dialog
+// sees it: the retransmission hooks the dialog registers (the re-ACK of
+// WriteAck) only see the retransmissions of the winning 2xx.
+type forkedTx struct {
+	sip.ClientTransaction
+	w *forkWatch
+
+	mu    sync.Mutex
+	hooks []sip.FnTxResponse
+}
+
+var _ sip.ClientTransaction = (*forkedTx)(nil)
+
+// OnRetransmission implements sip.ClientTransaction.
+func (t *forkedTx) OnRetransmission(f sip.FnTxResponse) bool {
+	select {
+	case <-t.Done():
+		return false
+	default:
+	}
+	t.mu.Lock()
+	t.hooks = append(t.hooks, f)
+	t.mu.Unlock()
+	return true
+}
+
+// retransmission gets every 2xx after the first from the transaction.
+func (t *forkedTx) retransmission(res *sip.Response) {
+	tag := toTag(res)
+	t.w.mu.Lock()
+	winner := t.w.winner
+	t.w.mu.Unlock()
+	switch {
+	case winner == "" || tag == "":
+		// invite has not yet taken in the first 2xx; the UAS retransmits
+		// its 2xx until ACKed (RFC 3261 section 13.3.1.4), so nothing is
+		// lost by waiting for the next copy.
+	case tag == winner:
+		t.mu.Lock()
+		hooks := slices.Clone(t.hooks)
+		t.mu.Unlock()
+		for _, f := range hooks {
+			f(res)
+		}
+	default:
+		t.w.endFork(res)
+	}
+}
+
+// forkRequest builds an ACK or BYE in the dialog a 2xx created (RFC 3261
+// section 12.1.2): sent to its Contact and routed by its Record-Route in
+// reverse, as sipgo routes the winning dialog's requests; the ACK carries
+// the INVITE's CSeq number, the BYE the next one (section 12.2.1.1).
+func forkRequest(method sip.RequestMethod, res *sip.Response, transport string) (*sip.Request, error) {
+	contact, from, to, callID, cseq := res.Contact(), res.From(), res.To(), res.CallID(), res.CSeq()
+	if contact == nil || from == nil || to == nil || callID == nil || cseq == nil {
+		return nil, errors.New("sipagent: 2xx lacks Contact, From, To, Call-ID or CSeq")
+	}
+	req := sip.NewRequest(method, *contact.Address.Clone())
+	req.SetTransport(transport)
+	rr := res.GetHeaders("Record-Route")
+	for i := len(rr) - 1; i >= 0; i-- {
+		req.AppendHeader(sip.NewHeader("Route", rr[i].Value()))
+	}
+	if r := req.Route(); r != nil && !r.Address.UriParams.Has("lr") {
+		// A strict router takes the request by its Request-URI.
+		req.Recipient = *r.Address.Clone()
+	}
+	seq := cseq.SeqNo
+	if method != sip.ACK {
+		seq++
+	}
+	req.AppendHeader(sip.HeaderClone(from))
+	req.AppendHeader(sip.HeaderClone(to))
+	req.AppendHeader(sip.HeaderClone(callID))
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: method})
+	return req, nil
+}
+
+// toTag is the To tag of a response, "" if it has none.
+func toTag(res *sip.Response) string {
+	to := res.To()
+	if to == nil {
+		return ""
+	}
+	tag, _ := to.Params.Get("tag")
+	return tag
 }

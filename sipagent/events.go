@@ -25,6 +25,10 @@ type RegistrationChanged struct {
 	Registrar string
 	Expires   time.Time // when the binding lapses; zero unless registered
 	Err       error     // why it failed; nil unless failed
+	Transport string    // "udp" or "tcp"
+	// Addr is the registrar's (or outbound proxy's) address that answered
+	// the last successful REGISTER; zero until one did.
+	Addr netip.AddrPort
 }
 
 // IncomingCall is an INVITE with an acceptable offer, waiting for
@@ -53,6 +57,15 @@ type DTMF struct {
 	Digit rune
 }
 
+// MediaChanged reports that an established call's media changed: a
+// re-INVITE or UPDATE moved the peer's address, switched the codec, or put
+// the call on hold or took it off (RFC 3264 section 8). Media is the whole
+// new stream, as Call.Media now returns it.
+type MediaChanged struct {
+	Call  *Call
+	Media MediaAnswer
+}
+
 // CheckSync is a NOTIFY with the check-sync event package from the
 // registrar or outbound proxy: the PBX asks the station to fetch its
 // configuration now.
@@ -66,6 +79,7 @@ func (IncomingCall) event()        {}
 func (CallEnded) event()           {}
 func (DTMF) event()                {}
 func (CheckSync) event()           {}
+func (MediaChanged) event()        {}
 
 // Reasons in CallEnded.
 const (
@@ -76,6 +90,9 @@ const (
 	ReasonRejected     = "rejected"  // Call.Reject
 	ReasonFailed       = "failed"    // answering failed (for example no ACK)
 	ReasonShutdown     = "shutdown"  // the agent stopped
+	// ReasonSessionExpired: no session refresh came in time (RFC 4028
+	// section 10), or a refresh failed with 408 or 481.
+	ReasonSessionExpired = "session expired"
 )
 
 // StatusError is a final failure response to an INVITE or REGISTER.

@@ -20,6 +20,7 @@ func (a *Agent) routes() {
 	a.srv.OnInfo(a.guard(a.onInfo))
 	a.srv.OnOptions(a.guard(a.onOptions))
 	a.srv.OnNotify(a.guard(a.onNotify))
+	a.srv.OnUpdate(a.guard(a.onUpdate))
 	a.srv.OnNoRoute(a.guard(a.onNoRoute))
 }
 
@@ -57,6 +58,7 @@ func (a *Agent) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	a.respond(req, tx, sip.StatusOK, "OK",
 		sip.NewHeader("Allow", allowMethods),
 		sip.NewHeader("Accept", acceptTypes),
+		sip.NewHeader("Supported", optionTimer),
 		sip.NewHeader("User-Agent", a.cfg.UserAgent))
 }
 
@@ -77,7 +79,7 @@ func (a *Agent) onCancel(req *sip.Request, tx sip.ServerTransaction) {
 // retransmitting the 200 OK (RFC 3261 section 13.3.1.4).
 func (a *Agent) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	c := a.callByRequest(req)
-	if c == nil || c.ss == nil {
+	if c == nil || c.takeAck(req) || c.ss == nil {
 		return
 	}
 	if err := c.ss.ReadAck(req, tx); err != nil {
@@ -202,22 +204,27 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	defer a.wg.Done()
 
 	if to := req.To(); to != nil && to.Params.Has("tag") {
-		// A re-INVITE. We keep the session as negotiated, which RFC 3264
-		// section 8 allows by refusing the new offer.
-		if a.callByRequest(req) != nil {
-			a.respond(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
+		// A re-INVITE (RFC 3261 section 14.2).
+		if c := a.callByRequest(req); c != nil {
+			c.serveInDialog(runCtx, req, tx)
 		} else {
 			a.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		}
 		return
 	}
-	// RFC 3261 section 8.2.2.3: we support no extensions.
-	if req.GetHeader("Require") != nil {
-		var req2 []string
-		for _, h := range req.GetHeaders("Require") {
-			req2 = append(req2, h.Value())
-		}
-		a.respond(req, tx, sip.StatusBadExtension, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(req2, ", ")))
+	// RFC 3261 section 8.2.2.3: of the extensions, we support timer.
+	if u := unsupportedRequire(req); len(u) > 0 {
+		a.respond(req, tx, sip.StatusBadExtension, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(u, ", ")))
+		return
+	}
+	timers, err := readTimerRequest(req)
+	switch {
+	case errors.Is(err, errSessionTooSmall):
+		// RFC 4028 section 8.1.
+		a.respond(req, tx, statusIntervalTooSmall, "Session Interval Too Small", minSEHeader())
+		return
+	case err != nil:
+		a.respond(req, tx, sip.StatusBadRequest, "Bad Request")
 		return
 	}
 	if h := req.ContentType(); h != nil && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(h.Value())), "application/sdp") {
@@ -256,7 +263,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		callID = h.Value()
 	}
 	c := newCall(a, le, callID, ss.ID, fromURI(req), callPending)
-	c.ss, c.tx, c.offer = ss, tx, offer
+	c.ss, c.tx, c.offer, c.timers = ss, tx, offer, timers
 	c.decisions = make(chan decision)
 	a.addCall(c)
 	if err := ss.Respond(sip.StatusTrying, "Trying", nil); err != nil {
@@ -265,6 +272,22 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	a.log.Info("sipagent: incoming call", "call", callID, "from", c.remote, "source", src)
 	a.emit(IncomingCall{Call: c, From: c.remote, Source: src, FromProxy: src.IsValid() && a.fromProxy(src.Addr())})
 	c.serveInvite(runCtx)
+}
+
+// onUpdate handles UPDATE (RFC 3311) within a call.
+func (a *Agent) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
+	runCtx, ok := a.enter()
+	if !ok {
+		a.respond(req, tx, sip.StatusServiceUnavailable, "Service Unavailable")
+		return
+	}
+	defer a.wg.Done()
+	c := a.callByRequest(req)
+	if c == nil {
+		a.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	c.serveInDialog(runCtx, req, tx)
 }
 
 func fromURI(req *sip.Request) string {
@@ -288,9 +311,17 @@ func (c *Call) serveInvite(runCtx context.Context) {
 				d.result <- c.ss.Respond(d.code, d.reason, nil)
 				continue
 			case d.code < 300:
-				err := c.ss.RespondSDP(d.sdp)
+				res := sip.NewSDPResponseFromRequest(c.ss.InviteRequest, d.sdp)
+				res.AppendHeader(sip.NewHeader("Allow", allowMethods))
+				for _, h := range c.timers.headers() {
+					res.AppendHeader(h)
+				}
+				err := c.ss.WriteResponse(res)
 				if err == nil {
 					c.activate(d.answer)
+					if c.timers.se > 0 {
+						c.refreshed(c.timers)
+					}
 					a.log.Info("sipagent: call answered", "call", c.id, "media", d.answer)
 				} else if errors.Is(err, sip.ErrTransactionCanceled) {
 					c.end(ReasonCancelled) // the CANCEL crossed our 200

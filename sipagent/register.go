@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-
-	"intercom/internal/clock"
 )
 
 const (
@@ -42,6 +40,17 @@ type registration struct {
 	seq     uint32
 	state   string
 	bound   bool // a binding may exist at the registrar
+	// contact is the Contact of the last successful REGISTER.
+	contact *sip.ContactHeader
+	// addr is where the last successful REGISTER was answered from.
+	addr netip.AddrPort
+	// flow is our connection to the registrar over TCP.
+	flow *flowConn
+	// moved: the last REGISTER's response showed a public address other
+	// than the one in our Contact (sip.nat auto).
+	moved bool
+	// ticks counts UDP keep-alives, every optionsEvery-th is an OPTIONS.
+	ticks int
 }
 
 func (a *Agent) registerLoop(ctx context.Context) {
@@ -53,6 +62,10 @@ func (a *Agent) registerLoop(ctx context.Context) {
 	}
 	expires := a.cfg.RegisterExpires
 	backoff := a.cfg.RetryMin
+	// followed limits re-registering for a new public address to once in
+	// a row, so that a NAT that changes its mapping every time cannot
+	// keep us in a loop.
+	followed := false
 	for ctx.Err() == nil {
 		if r.state != StateRegistered && r.state != StateRegistering {
 			r.report(StateRegistering, time.Time{}, nil)
@@ -81,7 +94,15 @@ func (a *Agent) registerLoop(ctx context.Context) {
 		}
 		backoff = a.cfg.RetryMin
 		r.report(StateRegistered, a.clk.Now().Add(granted), nil)
-		a.log.Info("sipagent: registered", "registrar", a.cfg.Registrar, "expires", granted)
+		a.log.Info("sipagent: registered", "registrar", a.cfg.Registrar, "transport", strings.ToLower(a.transport),
+			"addr", r.addr, "contact", r.contact.Address.String(), "expires", granted)
+		if r.moved && !followed {
+			// RFC 3581 section 4: the registrar saw us at another address;
+			// bind that one so that it can reach us through the NAT.
+			followed = true
+			continue
+		}
+		followed = false
 		r.hold(ctx, granted)
 	}
 	if r.bound {
@@ -95,41 +116,10 @@ func (a *Agent) registerLoop(ctx context.Context) {
 
 func (r *registration) report(state string, expires time.Time, err error) {
 	r.state = state
-	r.a.emit(RegistrationChanged{State: state, Registrar: r.a.cfg.Registrar, Expires: expires, Err: err})
-}
-
-// hold waits until the binding needs refreshing, sending keep-alives
-// meanwhile; a keep-alive that gets no answer ends the wait early so that
-// a restarted registrar gets our binding back at once.
-func (r *registration) hold(ctx context.Context, granted time.Duration) {
-	a := r.a
-	// Refresh at half the granted time: early enough for a full UDP
-	// transaction timeout (32 s) to fit before the binding lapses.
-	refresh := a.clk.NewTimer(granted / 2)
-	defer refresh.Stop()
-	var keepalive <-chan time.Time
-	var ka clock.Timer
-	if a.cfg.Keepalive > 0 {
-		ka = a.clk.NewTimer(a.cfg.Keepalive)
-		defer ka.Stop()
-		keepalive = ka.C()
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-refresh.C():
-			return
-		case <-keepalive:
-			if err := r.keepalive(ctx); err != nil {
-				if ctx.Err() == nil {
-					a.log.Warn("sipagent: keep-alive failed, re-registering", "err", err)
-				}
-				return
-			}
-			ka.Reset(a.cfg.Keepalive)
-		}
-	}
+	r.a.emit(RegistrationChanged{
+		State: state, Registrar: r.a.cfg.Registrar, Expires: expires, Err: err,
+		Transport: strings.ToLower(r.a.transport), Addr: r.addr,
+	})
 }
 
 func (a *Agent) sleep(ctx context.Context, d time.Duration) bool {
@@ -177,17 +167,22 @@ func (r *registration) register(ctx context.Context, expires time.Duration) (tim
 	if err != nil {
 		return 0, err
 	}
+	r.connect(ctx)
 	req := r.request(sip.REGISTER, le, r.callID)
 	contact := le.dua.ContactHDR.Clone()
 	req.AppendHeader(contact)
+	if expires > 0 && r.bound && r.contact != nil && !sameContact(&r.contact.Address, &contact.Address) {
+		// Our address changed (a NAT's public address learnt, or lost):
+		// remove the old binding in the same request (RFC 3261 section
+		// 10.2.2) so that calls are not forked to an address that is gone.
+		old := r.contact.Clone()
+		old.Params = sip.HeaderParams{{K: "expires", V: "0"}}
+		req.AppendHeader(old)
+	}
 	exp := sip.ExpiresHeader(uint32(expires / time.Second))
 	req.AppendHeader(&exp)
 
-	res, err := le.client.Do(ctx, req)
-	for round := 0; err == nil && a.cfg.Password != "" && round < maxAuthRounds &&
-		(res.StatusCode == sip.StatusUnauthorized || res.StatusCode == sip.StatusProxyAuthRequired); round++ {
-		res, err = le.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: a.cfg.AuthUser, Password: a.cfg.Password})
-	}
+	res, err := a.sendFailover(ctx, le, req, a.registrar)
 	if cseq := req.CSeq(); cseq != nil && cseq.SeqNo > r.seq {
 		r.seq = cseq.SeqNo // digest retries used numbers of their own
 	}
@@ -217,6 +212,9 @@ func (r *registration) register(ctx context.Context, expires time.Duration) (tim
 		return 0, errors.New("sipagent: register: registrar granted no binding")
 	}
 	r.bound = true
+	r.contact = contact
+	r.addr = responseSource(res)
+	r.moved = a.natAuto && a.learnPublic(le.ip, res)
 	return granted, nil
 }
 
@@ -233,7 +231,7 @@ func grantedExpiry(res *sip.Response, ours *sip.ContactHeader, asked time.Durati
 		} else if _, err := sip.ParseAddressValue(h.Value(), &uri, &params); err != nil {
 			continue
 		}
-		if len(contacts) > 1 && (uri.Host != ours.Address.Host || uri.Port != ours.Address.Port || uri.User != ours.Address.User) {
+		if len(contacts) > 1 && !sameContact(&uri, &ours.Address) {
 			continue
 		}
 		if v, ok := params.Get("expires"); ok {
@@ -250,9 +248,10 @@ func grantedExpiry(res *sip.Response, ours *sip.ContactHeader, asked time.Durati
 	return asked
 }
 
-// keepalive sends an OPTIONS to the registrar; any response proves the
-// path (and its NAT bindings) alive.
-func (r *registration) keepalive(ctx context.Context) error {
+// options sends an OPTIONS to the registrar; any response proves the
+// path (and its NAT bindings) alive. With sip.nat auto, a response showing
+// that the NAT now maps us to another address is errMoved.
+func (r *registration) options(ctx context.Context) error {
 	a := r.a
 	ctx, cancel := context.WithTimeout(ctx, keepaliveTimeout)
 	defer cancel()
@@ -261,8 +260,12 @@ func (r *registration) keepalive(ctx context.Context) error {
 		return err
 	}
 	req := r.request(sip.OPTIONS, le, sip.CallIDHeader(sip.GenerateTagN(24)))
-	if _, err := le.client.Do(ctx, req); err != nil {
+	res, err := a.sendToHop(ctx, le, req, a.registrar)
+	if err != nil {
 		return fmt.Errorf("sipagent: keep-alive: %w", err)
+	}
+	if a.natAuto && a.learnPublic(le.ip, res) {
+		return errMoved
 	}
 	return nil
 }

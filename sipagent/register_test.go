@@ -282,28 +282,6 @@ func TestRegisterBackoff(t *testing.T) {
 	}
 }
 
-func TestKeepaliveWhileRegistered(t *testing.T) {
-	reg := newFakeRegistrar(t, func(*sip.Request) reply {
-		return reply{200, "OK", []sip.Header{sip.NewHeader("Expires", "3600")}}
-	})
-	clk := clocktest.New(time.Unix(1000, 0))
-	a := startAgent(t, Config{Registrar: reg.addr.String(), User: "100", Keepalive: 10 * time.Second, Clock: clk})
-	waitEvent[RegistrationChanged](t, a)
-	if e := waitEvent[RegistrationChanged](t, a); e.State != StateRegistered {
-		t.Fatalf("event %+v", e)
-	}
-	reg.next(t, sip.REGISTER)
-	clk.WaitForTimers(2) // refresh and keep-alive
-	clk.Advance(10 * time.Second)
-	opt := reg.next(t, sip.OPTIONS)
-	if opt.From().Address.User != "100" || opt.Source() != a.Addr().String() {
-		t.Errorf("keep-alive %s from %s", opt.From().Value(), opt.Source())
-	}
-	clk.WaitForTimers(2)
-	clk.Advance(10 * time.Second)
-	reg.next(t, sip.OPTIONS)
-}
-
 func TestOutboundProxyRoute(t *testing.T) {
 	proxy := newFakeRegistrar(t, func(*sip.Request) reply { return reply{200, "OK", nil} })
 	a := startAgent(t, Config{Registrar: "127.0.0.9:5999", OutboundProxy: proxy.addr.String(), User: "100"})

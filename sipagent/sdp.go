@@ -46,6 +46,41 @@ type MediaAnswer struct {
 	DTMFPayloadType uint8
 	// Ptime is the packetization the peer asked for, 20 ms when it did not.
 	Ptime time.Duration
+	// Direction is what we do with the stream, mirroring the peer's
+	// attribute (RFC 3264 section 6.1): "sendrecv", "sendonly" (the peer
+	// holds us: it only receives), "recvonly" (the peer put us on hold)
+	// or "inactive"; "" means sendrecv.
+	Direction string
+}
+
+// Stream directions (RFC 4566 section 6, RFC 3264 section 5.1).
+const (
+	dirSendRecv = "sendrecv"
+	dirSendOnly = "sendonly"
+	dirRecvOnly = "recvonly"
+	dirInactive = "inactive"
+)
+
+// normDirection spells sendrecv as "", the zero value.
+func normDirection(d string) string {
+	if d == dirSendRecv {
+		return ""
+	}
+	return d
+}
+
+// mirrorDirection is the answerer's direction for an offered one (RFC
+// 3264 section 6.1); "" stands for sendrecv both ways.
+func mirrorDirection(d string) string {
+	switch d {
+	case dirSendOnly:
+		return dirRecvOnly
+	case dirRecvOnly:
+		return dirSendOnly
+	case dirInactive:
+		return dirInactive
+	}
+	return ""
 }
 
 const (
@@ -91,6 +126,8 @@ type remoteMedia struct {
 	codecs []Codec // supported codecs in the peer's order, with its payload types
 	dtmfPT uint8   // 0: no telephone-event
 	ptime  time.Duration
+	// dir is the peer's direction attribute; "" is sendrecv.
+	dir string
 }
 
 // parseSDP extracts the first usable RTP/AVP audio stream (RFC 4566, RFC
@@ -104,6 +141,7 @@ func parseSDP(body []byte) (remoteMedia, error) {
 		return remoteMedia{}, fmt.Errorf("%w: %v", errSDPSyntax, err)
 	}
 	sessionPtime := parsePtime(&sd.Attributes)
+	sessionDir := parseDirection(sd.Attributes)
 	var lastErr error = fmt.Errorf("%w: no RTP/AVP audio stream", errSDPUnacceptable)
 	for _, md := range sd.MediaDescriptions {
 		if md.MediaName.Media != "audio" || md.MediaName.Port.Value == 0 ||
@@ -118,6 +156,24 @@ func parseSDP(body []byte) (remoteMedia, error) {
 		if rm.ptime == 0 {
 			rm.ptime = sessionPtime
 		}
+		// A media-level attribute overrides the session's (RFC 4566
+		// section 6).
+		if d := parseDirection(md.Attributes); d != "" {
+			rm.dir = d
+		} else {
+			rm.dir = sessionDir
+		}
+		if rm.addr.Addr().IsUnspecified() {
+			// Old-style hold (RFC 3264 section 8.4): c=0.0.0.0 means the
+			// peer will not receive, whatever else it says.
+			switch rm.dir {
+			case dirSendRecv, "":
+				rm.dir = dirSendOnly
+			case dirRecvOnly:
+				rm.dir = dirInactive
+			}
+		}
+		rm.dir = normDirection(rm.dir)
 		return rm, nil
 	}
 	return remoteMedia{}, lastErr
@@ -137,7 +193,10 @@ func parseAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription) (remoteMed
 		return rm, fmt.Errorf("%w: no connection address", errSDPUnacceptable)
 	}
 	ip, err := netip.ParseAddr(ci.Address.Address)
-	if err != nil || ip.IsUnspecified() || ip.IsMulticast() {
+	if err == nil && ip.Is4() != strings.EqualFold(ci.AddressType, "IP4") {
+		err = fmt.Errorf("address type %s", ci.AddressType)
+	}
+	if err != nil || ip.IsMulticast() {
 		return rm, fmt.Errorf("%w: unusable connection address %q", errSDPUnacceptable, ci.Address.Address)
 	}
 	rm.addr = netip.AddrPortFrom(ip.Unmap(), uint16(port))
@@ -182,6 +241,19 @@ func parseAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription) (remoteMed
 	return rm, nil
 }
 
+// parseDirection returns the last direction attribute among attrs, "" when
+// there is none.
+func parseDirection(attrs []sdp.Attribute) string {
+	dir := ""
+	for _, a := range attrs {
+		switch a.Key {
+		case dirSendRecv, dirSendOnly, dirRecvOnly, dirInactive:
+			dir = a.Key
+		}
+	}
+	return dir
+}
+
 // parsePtime returns the a=ptime value, or 0 when absent or unreasonable.
 func parsePtime(attrs *[]sdp.Attribute) time.Duration {
 	for _, a := range *attrs {
@@ -198,11 +270,62 @@ func parsePtime(attrs *[]sdp.Attribute) time.Duration {
 	return 0
 }
 
-// buildSDP writes a session with one sendrecv audio stream.
+// buildSDP writes a new session with one sendrecv audio stream.
 func buildSDP(addr netip.AddrPort, codecs []Codec, dtmfPT uint8, ptime time.Duration) ([]byte, error) {
+	l := localSDP{addr: addr, codecs: codecs, dtmfPT: dtmfPT, ptime: ptime}
+	if err := l.newSession(); err != nil {
+		return nil, err
+	}
+	return l.marshal()
+}
+
+// localSDP is the session description we send for one call. Offers and
+// answers within a dialog keep the o= session id and raise the version only
+// when something else changed (RFC 3264 section 8).
+type localSDP struct {
+	addr    netip.AddrPort
+	codecs  []Codec
+	dtmfPT  uint8
+	ptime   time.Duration
+	dir     string // "" is sendrecv
+	id, ver uint64
+}
+
+// newSession picks a fresh o= session id. RFC 4566 section 5.2 recommends
+// an NTP timestamp; any number unique to this session works. Keep it
+// within int64 for picky parsers, with room to count versions up.
+func (l *localSDP) newSession() error {
+	var idb [8]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return fmt.Errorf("sipagent: sdp: session id: %w", err)
+	}
+	l.id = binary.BigEndian.Uint64(idb[:]) >> 2
+	l.ver = l.id
+	return nil
+}
+
+// sameMedia reports whether l and o describe the same stream, o= aside.
+func (l localSDP) sameMedia(o localSDP) bool {
+	return l.addr == o.addr && slices.Equal(l.codecs, o.codecs) && l.dtmfPT == o.dtmfPT &&
+		l.ptime == o.ptime && normDirection(l.dir) == normDirection(o.dir)
+}
+
+// next is l changed to n's media: the same session, its version raised
+// only when the media differ.
+func (l localSDP) next(n localSDP) localSDP {
+	n.id, n.ver = l.id, l.ver
+	if !l.sameMedia(n) {
+		n.ver++
+	}
+	return n
+}
+
+func (l localSDP) marshal() ([]byte, error) {
+	addr := l.addr
 	if !addr.IsValid() || addr.Port() == 0 || addr.Addr().IsUnspecified() {
 		return nil, fmt.Errorf("sipagent: sdp: unusable media address %v", addr)
 	}
+	ptime := l.ptime
 	if ptime <= 0 {
 		ptime = defaultPtime
 	}
@@ -211,33 +334,30 @@ func buildSDP(addr netip.AddrPort, codecs []Codec, dtmfPT uint8, ptime time.Dura
 	if ip.Is6() {
 		addrType = "IP6"
 	}
-	var idb [8]byte
-	if _, err := rand.Read(idb[:]); err != nil {
-		return nil, fmt.Errorf("sipagent: sdp: session id: %w", err)
+	dir := l.dir
+	if dir == "" {
+		dir = dirSendRecv
 	}
-	// RFC 4566 section 5.2 recommends an NTP timestamp; any number unique
-	// to this session works. Keep it within int64 for picky parsers.
-	id := binary.BigEndian.Uint64(idb[:]) >> 2
 
 	var formats []string
 	var attrs []sdp.Attribute
-	for _, c := range codecs {
+	for _, c := range l.codecs {
 		formats = append(formats, strconv.Itoa(int(c.PayloadType)))
 		attrs = append(attrs, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d %s/8000", c.PayloadType, c.Name)))
 	}
-	if dtmfPT != 0 {
-		formats = append(formats, strconv.Itoa(int(dtmfPT)))
+	if l.dtmfPT != 0 {
+		formats = append(formats, strconv.Itoa(int(l.dtmfPT)))
 		attrs = append(attrs,
-			sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/8000", dtmfPT)),
-			sdp.NewAttribute("fmtp", fmt.Sprintf("%d 0-16", dtmfPT)))
+			sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/8000", l.dtmfPT)),
+			sdp.NewAttribute("fmtp", fmt.Sprintf("%d 0-16", l.dtmfPT)))
 	}
 	attrs = append(attrs,
 		sdp.NewAttribute("ptime", strconv.Itoa(int(ptime/time.Millisecond))),
-		sdp.NewPropertyAttribute("sendrecv"))
+		sdp.NewPropertyAttribute(dir))
 
 	sd := sdp.SessionDescription{
 		Origin: sdp.Origin{
-			Username: "-", SessionID: id, SessionVersion: id,
+			Username: "-", SessionID: l.id, SessionVersion: l.ver,
 			NetworkType: "IN", AddressType: addrType, UnicastAddress: ip.String(),
 		},
 		SessionName: "intercom",
@@ -256,6 +376,23 @@ func buildSDP(addr netip.AddrPort, codecs []Codec, dtmfPT uint8, ptime time.Dura
 	return sd.Marshal()
 }
 
+// parseLocalSDP reads back a session description we sent, so that later
+// offers and answers continue its o= line.
+func parseLocalSDP(body []byte) (localSDP, error) {
+	rm, err := parseSDP(body)
+	if err != nil {
+		return localSDP{}, err
+	}
+	var sd sdp.SessionDescription
+	if err := sd.Unmarshal(body); err != nil {
+		return localSDP{}, fmt.Errorf("%w: %v", errSDPSyntax, err)
+	}
+	return localSDP{
+		addr: rm.addr, codecs: rm.codecs, dtmfPT: rm.dtmfPT, ptime: rm.ptime, dir: rm.dir,
+		id: sd.Origin.SessionID, ver: sd.Origin.SessionVersion,
+	}, nil
+}
+
 // answerFor picks the media for answering offer (RFC 3264 section 6.1):
 // the offerer's first codec that we also allow, since the offer lists the
 // caller's preference, with the offer's payload type, and telephone-event
@@ -265,7 +402,7 @@ func answerFor(offer remoteMedia, local MediaOffer) (MediaAnswer, error) {
 	if err != nil {
 		return MediaAnswer{}, err
 	}
-	ans := MediaAnswer{Local: local.Addr, Remote: offer.addr, Ptime: usablePtime(offer.ptime)}
+	ans := MediaAnswer{Local: local.Addr, Remote: offer.addr, Ptime: usablePtime(offer.ptime), Direction: mirrorDirection(offer.dir)}
 	found := false
 	for _, oc := range offer.codecs {
 		if slices.ContainsFunc(codecs, func(c Codec) bool { return c.Name == oc.Name }) {
@@ -298,7 +435,7 @@ func usablePtime(p time.Duration) time.Duration {
 // answerFromPeer reads the answer to our offer: the first codec in the
 // answer that we offered, and its telephone-event type if we offered DTMF.
 func answerFromPeer(answer remoteMedia, offered []Codec, dtmf bool) (MediaAnswer, error) {
-	ans := MediaAnswer{Remote: answer.addr, Ptime: usablePtime(answer.ptime)}
+	ans := MediaAnswer{Remote: answer.addr, Ptime: usablePtime(answer.ptime), Direction: mirrorDirection(answer.dir)}
 	found := false
 	for _, c := range answer.codecs {
 		if slices.ContainsFunc(offered, func(o Codec) bool { return o.Name == c.Name }) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"intercom/provisioning"
+	"intercom/sipagent/sipdns"
 	"io"
 	"net"
 	"net/netip"
@@ -48,12 +49,12 @@ type doctorEnv struct {
 	lookupPin    pinLookup
 }
 
-// resolver is the part of *net.Resolver the registrar check uses.
+// resolver finds a SIP server's addresses the way the SIP agent does.
 type resolver interface {
-	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+	Resolve(ctx context.Context, q sipdns.Query) ([]sipdns.Target, error)
 }
 
-var _ resolver = (*net.Resolver)(nil)
+var _ resolver = (*sipdns.Resolver)(nil)
 
 // pinLookup describes a pin of the board by name without touching it.
 type pinLookup func(name string) (pinStatus, error)
@@ -86,7 +87,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) error {
 		notBefore:    buildTime(),
 		root:         "/",
 		ifaceAddrs:   interfaceAddrs,
-		resolver:     net.DefaultResolver,
+		resolver:     sipdns.New(sipdns.Config{}),
 		sipTimeout:   2 * time.Second,
 		soundDevices: portAudioDevices,
 		gpioInit:     func() error { return hostBoard{}.init() },
@@ -349,8 +350,10 @@ func interfaceAddrs(name string) ([]net.Addr, error) {
 }
 
 // checkRegistrar resolves the first hop of the station's SIP traffic (the
-// outbound proxy when set, else the registrar) and sends it an OPTIONS:
-// any SIP answer, even 401 or 404, shows that it is reachable.
+// outbound proxy when set, else the registrar) as the SIP agent does (RFC
+// 3263: NAPTR, SRV, then A/AAAA) and sends each target an OPTIONS in order
+// until one answers: any SIP answer, even 401 or 404, shows that it is
+// reachable.
 func checkRegistrar(ctx context.Context, s config.SIP, r resolver, timeout time.Duration) []result {
 	if s.Registrar == "" && s.OutboundProxy == "" {
 		return []result{{ok, "registrar: none set (peer-to-peer), nothing to reach", ""}}
@@ -363,29 +366,42 @@ func checkRegistrar(ctx context.Context, s config.SIP, r resolver, timeout time.
 	if err != nil {
 		return []result{{fail, fmt.Sprintf("registrar: %s %q: %v", key, server, err), "write " + key + " as host or host:port"}}
 	}
-	ip, err := resolveHost(ctx, r, host)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	targets, err := r.Resolve(rctx, sipdns.Query{Host: host, Port: port, Transport: s.Transport})
+	cancel()
+	if err == nil && len(targets) == 0 {
+		err = errors.New("no addresses")
+	}
 	if err != nil {
 		return []result{{fail, fmt.Sprintf("registrar: %s %s does not resolve: %v", key, host, err),
 			"check the name in " + key + " and the DNS server (resolvectl status or /etc/resolv.conf)"}}
 	}
-	dns := result{ok, fmt.Sprintf("registrar: %s resolves to %s", host, ip), ""}
-	addr := netip.AddrPortFrom(ip, port).String()
+	addrs := make([]string, len(targets))
+	for i, t := range targets {
+		addrs[i] = t.Addr.String()
+	}
+	dns := result{ok, fmt.Sprintf("registrar: %s resolves to %s", host, strings.Join(addrs, ", ")), ""}
 	switch s.Transport {
 	case "udp", "tcp":
 	default:
 		return []result{dns, {warn, fmt.Sprintf("registrar: reachability over %s not checked", s.Transport), ""}}
 	}
-	answer, err := sipOptions(ctx, s.Transport, addr, host, timeout)
-	if err != nil {
-		return []result{dns, {fail, fmt.Sprintf("registrar: no SIP answer from %s over %s: %v", addr, s.Transport, err),
-			"check that the PBX runs and listens on " + addr + ", and that no firewall drops SIP (port " + strconv.Itoa(int(port)) + ")"}}
+	var failures []string
+	for _, addr := range addrs {
+		answer, err := sipOptions(ctx, s.Transport, addr, host, timeout)
+		if err == nil {
+			return []result{dns, {ok, fmt.Sprintf("registrar: %s answers OPTIONS over %s: %s", addr, s.Transport, answer), ""}}
+		}
+		failures = append(failures, fmt.Sprintf("%s: %v", addr, err))
 	}
-	return []result{dns, {ok, fmt.Sprintf("registrar: %s answers OPTIONS over %s: %s", addr, s.Transport, answer), ""}}
+	return []result{dns, {fail, fmt.Sprintf("registrar: no SIP answer over %s: %s", s.Transport, strings.Join(failures, "; ")),
+		"check that the PBX runs and listens on " + strings.Join(addrs, " or ") + ", and that no firewall drops SIP"}}
 }
 
 // sipServer splits a server as the SIP agent takes it (host[:port] or a
-// sip: URI) into host and port.
-func sipServer(s string) (string, uint16, error) {
+// sip: URI) into host and port; port 0 means the URI names none, which
+// lets DNS (SRV) choose it.
+func sipServer(s string) (string, int, error) {
 	text := s
 	if !strings.HasPrefix(strings.ToLower(s), "sip:") {
 		text = "sip:" + s
@@ -397,33 +413,10 @@ func sipServer(s string) (string, uint16, error) {
 	if u.Host == "" || u.User != "" {
 		return "", 0, errors.New("need a sip host")
 	}
-	port := uint16(5060)
-	if u.Port > 0 && u.Port < 1<<16 {
-		port = uint16(u.Port)
+	if u.Port < 0 || u.Port >= 1<<16 {
+		return "", 0, fmt.Errorf("bad port %d", u.Port)
 	}
-	return strings.Trim(u.Host, "[]"), port, nil
-}
-
-// resolveHost prefers IPv4 like the SIP agent does.
-func resolveHost(ctx context.Context, r resolver, host string) (netip.Addr, error) {
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return ip.Unmap(), nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	ips, err := r.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	if len(ips) == 0 {
-		return netip.Addr{}, errors.New("no addresses")
-	}
-	for _, ip := range ips {
-		if ip.Unmap().Is4() {
-			return ip.Unmap(), nil
-		}
-	}
-	return ips[0], nil
+	return strings.Trim(u.Host, "[]"), u.Port, nil
 }
 
 // sipOptions sends an OPTIONS to addr and returns the status line of the

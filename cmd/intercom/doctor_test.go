@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"intercom/internal/clock/clocktest"
 	"intercom/media"
 	"intercom/media/wav"
+	"intercom/sipagent/sipdns"
 )
 
 var doctorNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -109,16 +112,33 @@ func TestCheckNetwork(t *testing.T) {
 	}
 }
 
-// fakeResolver knows a few names.
+// fakeResolver knows a few names; like sipdns it lists IPv4 first and
+// takes port 5060 when the query names none.
 type fakeResolver map[string][]netip.Addr
 
 var _ resolver = fakeResolver(nil)
 
-func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
-	if ips, found := f[host]; found {
-		return ips, nil
+func (f fakeResolver) Resolve(_ context.Context, q sipdns.Query) ([]sipdns.Target, error) {
+	port := q.Port
+	if port == 0 {
+		port = 5060
 	}
-	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	if ip, err := netip.ParseAddr(q.Host); err == nil {
+		return []sipdns.Target{{Host: q.Host, Addr: netip.AddrPortFrom(ip, uint16(port))}}, nil
+	}
+	ips, found := f[q.Host]
+	if !found {
+		return nil, &net.DNSError{Err: "no such host", Name: q.Host, IsNotFound: true}
+	}
+	ips = slices.Clone(ips)
+	slices.SortStableFunc(ips, func(a, b netip.Addr) int {
+		return cmp.Compare(a.Unmap().BitLen(), b.Unmap().BitLen())
+	})
+	var ts []sipdns.Target
+	for _, ip := range ips {
+		ts = append(ts, sipdns.Target{Host: q.Host, Addr: netip.AddrPortFrom(ip, uint16(port))})
+	}
+	return ts, nil
 }
 
 var pbxResolver = fakeResolver{"pbx.test": {netip.MustParseAddr("::1"), netip.MustParseAddr("127.0.0.1")}}
@@ -464,7 +484,7 @@ func TestDoctorNamesEveryFailure(t *testing.T) {
 	if err == nil || errors.As(err, &ue) {
 		t.Fatalf("doctor: %v, want a runtime error (exit 1)", err)
 	}
-	for _, want := range []string{"FAIL registrar: no SIP answer from 127.0.0.1:" + port, `FAIL sound: audio.input "USB Mic": no such input device`, "ok   sound: audio.output"} {
+	for _, want := range []string{"FAIL registrar: no SIP answer over udp: 127.0.0.1:" + port, `FAIL sound: audio.input "USB Mic": no such input device`, "ok   sound: audio.output"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

@@ -370,7 +370,7 @@ func (s *supervisor) startSIP(cfg *config.Config) (*sipPart, error) {
 		Transport: cfg.SIP.Transport, Listen: cfg.SIP.Listen, Registrar: cfg.SIP.Registrar,
 		OutboundProxy: cfg.SIP.OutboundProxy, User: cfg.SIP.User, AuthUser: cfg.SIP.AuthUser,
 		Password: cfg.SIP.Password, DisplayName: cfg.SIP.DisplayName,
-		RegisterExpires: cfg.SIP.RegisterExpires, Keepalive: cfg.SIP.Keepalive,
+		RegisterExpires: cfg.SIP.RegisterExpires, Keepalive: cfg.SIP.Keepalive, NAT: cfg.SIP.NAT,
 		UserAgent: "intercom/" + version, Logger: s.log.With("component", "sip"),
 	})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -114,13 +115,23 @@ type Registration struct {
 	Registrar string `json:"registrar"`
 	ExpiresIn string `json:"expires_in"`
 	Error     string `json:"error,omitempty"`
+	// Transport is the SIP transport in use, "udp" or "tcp"; Address the
+	// registrar's (or outbound proxy's) IP:port that answered, "" until
+	// one did.
+	Transport string `json:"transport"`
+	Address   string `json:"address"`
 }
 
-// CallStatus is the call part of Status.
+// CallStatus is the call part of Status. Direction is an active call's
+// media direction from the station's side (RFC 3264 section 6.1):
+// "sendrecv", or "sendonly", "recvonly" or "inactive" while one side holds
+// the call, which Hold then reports; "" without an active call.
 type CallStatus struct {
-	State  string `json:"state"`
-	Remote string `json:"remote"`
-	Since  string `json:"since"`
+	State     string `json:"state"`
+	Remote    string `json:"remote"`
+	Since     string `json:"since"`
+	Direction string `json:"direction,omitempty"`
+	Hold      bool   `json:"hold"`
 }
 
 // RelayStatus reports one relay.
@@ -361,6 +372,12 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := writeProvisioningMetrics(w, h.st.ProvisioningStatus()); err != nil {
+		h.log.Warn("write metrics", "err", err)
+		return
+	}
+	// Under the Go collector's standard name: a count that keeps growing
+	// shows goroutines leaked, for example by calls.
+	if _, err := fmt.Fprintf(w, "# HELP go_goroutines Number of goroutines that currently exist.\n# TYPE go_goroutines gauge\ngo_goroutines %d\n", runtime.NumGoroutine()); err != nil {
 		h.log.Warn("write metrics", "err", err)
 	}
 }

@@ -50,6 +50,9 @@ type SIP struct {
 	DisplayName     string        `yaml:"display_name"`
 	RegisterExpires time.Duration `yaml:"register_expires"`
 	Keepalive       time.Duration `yaml:"keepalive"` // 0 disables
+	// NAT is auto (use the public address the registrar reports in its
+	// Via received/rport, RFC 3581, in our Contact) or off.
+	NAT string `yaml:"nat"`
 }
 
 // Calls holds the call policy.
@@ -262,6 +265,7 @@ func Default() *Config {
 			Listen:          "0.0.0.0:5060",
 			RegisterExpires: 300 * time.Second,
 			Keepalive:       25 * time.Second,
+			NAT:             "auto",
 		},
 		Calls: Calls{
 			RingTimeout:         30 * time.Second,

@@ -47,6 +47,8 @@ func TestValidationErrors(t *testing.T) {
 		{"user required", "device: {name: x}\nsip:\n  registrar: pbx.example.com\n", `t.yaml:2: sip.user: required when sip.registrar is set`},
 		{"register_expires", "sip:\n  register_expires: 0s\n", `t.yaml:2: sip.register_expires: must be at least 1s, got 0s`},
 		{"keepalive negative", "sip:\n  keepalive: -1s\n", `t.yaml:2: sip.keepalive: must not be negative, got -1s`},
+		{"nat", "sip:\n  nat: stun\n", `t.yaml:2: sip.nat: "stun" is not one of auto, off`},
+		{"nat empty", "sip:\n  nat: ''\n", `t.yaml:2: sip.nat: "" is not one of auto, off`},
 		// calls
 		{"ring_timeout", "calls:\n  ring_timeout: 0s\n", `t.yaml:2: calls.ring_timeout: must be positive, got 0s`},
 		{"max_duration", "calls:\n  max_duration: -3m\n", `t.yaml:2: calls.max_duration: must be positive, got -3m0s`},
@@ -269,7 +271,7 @@ leds:
 		Device: Device{Name: "Front door"},
 		SIP: SIP{
 			Transport: "udp", Listen: "0.0.0.0:5060", User: "0100", AuthUser: "0100",
-			RegisterExpires: 300 * time.Second, Keepalive: 25 * time.Second,
+			RegisterExpires: 300 * time.Second, Keepalive: 25 * time.Second, NAT: "auto",
 		},
 		Calls: Calls{
 			RingTimeout: 30 * time.Second, MaxDuration: 3 * time.Minute, ButtonDuringCall: "hangup",
@@ -299,6 +301,7 @@ func TestExplicitValuesOverrideDefaults(t *testing.T) {
 	cfg := mustParse(t, `sip:
   user: "100"
   auth_user: auth100
+  nat: off
 calls:
   hangup_after_door_open: 0
   auto_answer:
@@ -317,6 +320,8 @@ inputs:
 	switch {
 	case cfg.SIP.AuthUser != "auth100":
 		t.Errorf("auth_user = %q", cfg.SIP.AuthUser)
+	case cfg.SIP.NAT != "off":
+		t.Errorf("nat = %q", cfg.SIP.NAT)
 	case cfg.Calls.HangupAfterDoorOpen != 0:
 		t.Errorf("hangup_after_door_open = %v, want 0 (disabled)", cfg.Calls.HangupAfterDoorOpen)
 	case cfg.Calls.AutoAnswer.Enabled:

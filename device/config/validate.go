@@ -66,6 +66,7 @@ func (d *decoder) validateSIP(s *SIP) {
 		d.errf("sip.register_expires", "must be at least 1s, got %v", s.RegisterExpires)
 	}
 	d.nonNegative("sip.keepalive", s.Keepalive)
+	d.oneOf("sip.nat", s.NAT, "auto", "off")
 }
 
 func (d *decoder) validateCalls(c *Calls) {

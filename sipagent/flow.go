@@ -1,0 +1,151 @@
+package sipagent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+)
+
+// flowListener is what sipgo's TCP server serves: the connections accepted
+// on our listening socket and, handed in by dialFlow, the connections we
+// open to the registrar. sipgo reads and reuses a handed-in connection like
+// any other (requests to its remote address and responses on it, RFC 3261
+// section 18), while we see it close the moment it does, which sipgo does
+// not report.
+type flowListener struct {
+	l     net.Listener
+	conns chan handoff
+	done  chan struct{} // closed when l failed or was closed
+	err   error         // why; set before done is closed
+
+	// prev is only touched by Accept, which sipgo calls from one goroutine.
+	prev chan struct{}
+}
+
+var _ net.Listener = (*flowListener)(nil)
+
+// handoff is a connection on its way to sipgo; taken is closed once sipgo
+// has added it to its connection pool (nil for accepted connections).
+type handoff struct {
+	conn  net.Conn
+	taken chan struct{}
+}
+
+func newFlowListener(l net.Listener) *flowListener {
+	return &flowListener{l: l, conns: make(chan handoff), done: make(chan struct{})}
+}
+
+// acceptLoop feeds accepted connections to Accept until the socket is
+// closed; Run owns it and closes the socket.
+func (f *flowListener) acceptLoop() {
+	for {
+		c, err := f.l.Accept()
+		if err != nil {
+			f.err = err
+			close(f.done)
+			return
+		}
+		f.conns <- handoff{conn: c}
+	}
+}
+
+// Accept returns the next connection for sipgo. sipgo's serve loop adds
+// each connection to its pool before it calls Accept again, so this call
+// is when the previous handoff is complete.
+func (f *flowListener) Accept() (net.Conn, error) {
+	if f.prev != nil {
+		close(f.prev)
+		f.prev = nil
+	}
+	select {
+	case h := <-f.conns:
+		f.prev = h.taken
+		return h.conn, nil
+	case <-f.done:
+		return nil, f.err
+	}
+}
+
+func (f *flowListener) Close() error   { return f.l.Close() }
+func (f *flowListener) Addr() net.Addr { return f.l.Addr() }
+
+// dialFlow connects to remote and hands the connection to sipgo; it
+// returns once sipgo will send requests for remote over it.
+func (f *flowListener) dialFlow(ctx context.Context, remote netip.AddrPort) (*flowConn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", remote.String())
+	if err != nil {
+		return nil, fmt.Errorf("sipagent: connect: %w", err)
+	}
+	fc := newFlowConn(c)
+	h := handoff{conn: fc, taken: make(chan struct{})}
+	select {
+	case f.conns <- h:
+	case <-f.done:
+		_ = c.Close()
+		return nil, fmt.Errorf("sipagent: connect: %w", net.ErrClosed)
+	case <-ctx.Done():
+		_ = c.Close()
+		return nil, ctx.Err()
+	}
+	select {
+	case <-h.taken:
+		return fc, nil
+	case <-f.done:
+		// sipgo stopped serving; closing the user agent closes the pool.
+		return nil, fmt.Errorf("sipagent: connect: %w", net.ErrClosed)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// flowConn is a connection we opened: it reports that data arrived (the
+// pong of a keep-alive, or anything else: the peer is alive) and that the
+// connection ended, whoever ended it.
+type flowConn struct {
+	net.Conn
+	remote netip.AddrPort
+	alive  chan struct{} // one pending signal at most
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newFlowConn(c net.Conn) *flowConn {
+	var remote netip.AddrPort
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		remote = ta.AddrPort()
+		remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	}
+	return &flowConn{Conn: c, remote: remote, alive: make(chan struct{}, 1), closed: make(chan struct{})}
+}
+
+func (c *flowConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		select {
+		case c.alive <- struct{}{}:
+		default:
+		}
+	}
+	if err != nil {
+		c.once.Do(func() { close(c.closed) })
+	}
+	return n, err
+}
+
+func (c *flowConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+// isClosed reports whether the connection has ended.
+func (c *flowConn) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
