@@ -100,6 +100,8 @@ type stationStatus struct {
 		State     string `json:"state"`
 		Registrar string `json:"registrar"`
 		ExpiresIn string `json:"expires_in"`
+		Transport string `json:"transport"`
+		Address   string `json:"address"`
 	} `json:"registration"`
 	Call struct {
 		State  string `json:"state"`

@@ -140,6 +140,9 @@ func TestTCPRegisterCallAndReconnect(t *testing.T) {
 	st := startTCPStation(t, k)
 	eventually(t, registerTimeout, "station registered over TCP",
 		all(k.registeredOverTCP("100"), st.registrationIs("registered")))
+	if r := st.Status(t).Registration; r.Transport != "tcp" || r.Address != k.Addr {
+		t.Errorf("status registration transport %q address %q, want tcp and kamailio's %s", r.Transport, r.Address, k.Addr)
+	}
 
 	bellCallWithTones(t, st, p)
 

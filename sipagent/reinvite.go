@@ -309,6 +309,10 @@ func (c *Call) serveInDialog(ctx context.Context, req *sip.Request, tx sip.Serve
 		if perr != nil {
 			c.mu.Unlock()
 			a.log.Info("sipagent: in-dialog offer refused", "call", c.id, "method", req.Method, "err", perr)
+			// Released before the answer leaves: the peer may send its
+			// next offer the moment it has the answer.
+			c.release()
+			pending = false
 			if errors.Is(perr, errSDPSyntax) {
 				a.respond(req, tx, sip.StatusBadRequest, "Bad Request")
 			} else {
@@ -322,6 +326,8 @@ func (c *Call) serveInDialog(ctx context.Context, req *sip.Request, tx sip.Serve
 	c.mu.Unlock()
 	if offered || isInvite {
 		if body, err = l.marshal(); err != nil {
+			c.release()
+			pending = false
 			a.respond(req, tx, sip.StatusInternalServerError, "Server Internal Error")
 			return
 		}
