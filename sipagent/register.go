@@ -14,9 +14,10 @@ import (
 )
 
 const (
-	// registerTimeout bounds one REGISTER exchange including digest
-	// authentication; sipgo's own transaction timeout is 32 s.
-	registerTimeout = 10 * time.Second
+	// registerTimeout bounds one REGISTER including DNS, connecting and
+	// failing over: each target gets targetTimeout, so this lets about six
+	// in turn be tried (sipgo's own transaction timeout is 32 s).
+	registerTimeout = 30 * time.Second
 	// keepaliveTimeout bounds one keep-alive OPTIONS.
 	keepaliveTimeout = 5 * time.Second
 	jitterFraction   = 0.2
