@@ -99,8 +99,14 @@ func (k *kamailio) registeredOverTCP(user string) func() error {
 // both ways (440 Hz from the door, 1000 Hz from the phone) and hangs up.
 func bellCallWithTones(t *testing.T, st *station, p *phone) {
 	t.Helper()
+	hangupWithTones(t, st, p, bellAnswered(t, st, p))
+}
+
+// bellAnswered presses the bell and lets phone p accept; it returns the
+// phone's event mark from before the press.
+func bellAnswered(t *testing.T, st *station, p *phone) int {
+	t.Helper()
 	mp, ms := p.Events.mark(), st.Events.mark()
-	out := st.Output
 	st.setPin(t, "GPIO17", "low") // the bell is active low
 	eventually(t, 5*time.Second, "bell press starts a call",
 		st.cond("call.state calling", func(s stationStatus) bool { return s.Call.State == "calling" }))
@@ -110,7 +116,15 @@ func bellCallWithTones(t *testing.T, st *station, p *phone) {
 	p.Events.waitFor(t, mp, "CALL_ESTABLISHED", 10*time.Second)
 	eventually(t, 5*time.Second, "station in the call", st.callIs("active"))
 	st.Events.waitFor(t, ms, "answered", 5*time.Second)
+	return mp
+}
 
+// hangupWithTones lets the call between the station and phone p run until
+// p has heard the door, hangs up from the station and checks the tones
+// both ways; mp is the phone's event mark from before the call.
+func hangupWithTones(t *testing.T, st *station, p *phone, mp int) {
+	t.Helper()
+	out := st.Output
 	eventually(t, 15*time.Second, p.User+" hears the door for 2s", p.heard(2*time.Second))
 	st.postOK(t, "/api/v1/hangup", nil)
 	p.Events.waitFor(t, mp, "CALL_CLOSED", 10*time.Second)

@@ -375,15 +375,22 @@ func (c *Call) serveInDialog(ctx context.Context, req *sip.Request, tx sip.Serve
 	// The ACK carries the answer to the offer in our 2xx (RFC 3264
 	// section 5); without a usable one the session cannot go on
 	// (RFC 3261 section 13.3.1.4).
-	rm, perr := parseSDP(ack.Body())
-	var m MediaAnswer
-	if perr == nil {
-		m, perr = answerFromPeer(rm, l.codecs, l.dtmfPT != 0)
-	}
-	if perr != nil {
-		a.log.Info("sipagent: ACK without a usable answer", "call", c.id, "err", perr)
+	if err := c.applyAnswer(ack.Body(), l); err != nil {
+		a.log.Info("sipagent: ACK without a usable answer", "call", c.id, "err", err)
 		c.hangupAsync(ReasonFailed)
-		return
+	}
+}
+
+// applyAnswer applies the peer's SDP answer to our offer l; an unusable
+// one changes nothing.
+func (c *Call) applyAnswer(body []byte, l localSDP) error {
+	rm, err := parseSDP(body)
+	var m MediaAnswer
+	if err == nil {
+		m, err = answerFromPeer(rm, l.codecs, l.dtmfPT != 0)
+	}
+	if err != nil {
+		return err
 	}
 	c.mu.Lock()
 	m.Local = c.media.Local
@@ -392,6 +399,7 @@ func (c *Call) serveInDialog(ctx context.Context, req *sip.Request, tx sip.Serve
 	}
 	c.mu.Unlock()
 	c.applyMedia(m)
+	return nil
 }
 
 func (c *Call) hangupAsync(reason string) {
@@ -551,22 +559,9 @@ func (c *Call) refresh(ctx context.Context, se time.Duration) error {
 
 // answered applies the SDP answer in the 2xx to our re-INVITE offer l.
 func (c *Call) answered(res *sip.Response, l localSDP) {
-	rm, err := parseSDP(res.Body())
-	var m MediaAnswer
-	if err == nil {
-		m, err = answerFromPeer(rm, l.codecs, l.dtmfPT != 0)
-	}
-	if err != nil {
+	if err := c.applyAnswer(res.Body(), l); err != nil {
 		c.a.log.Info("sipagent: re-INVITE answer unusable; media unchanged", "call", c.id, "err", err)
-		return
 	}
-	c.mu.Lock()
-	m.Local = c.media.Local
-	if rm.addr.Addr().IsUnspecified() {
-		m.Remote = c.media.Remote
-	}
-	c.mu.Unlock()
-	c.applyMedia(m)
 }
 
 // do sends an in-dialog request through sipgo's session, which adds the
