@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # The API is plain HTTP/1.1 on loopback; leaving out net/http's bundled
 # HTTP/2 makes the binary (which is resident whole) 350 kB smaller.
 TAGS     := nethttpomithttp2
-DEB_PKGS := kamailio baresip-core sip-tester sox nginx-light dnsmasq-base systemd portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins tshark qemu-user-static
+DEB_PKGS := kamailio kamailio-tls-modules baresip-core sip-tester sox nginx-light dnsmasq-base systemd portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins tshark qemu-user-static
 TONE     := examples/test-tone.wav
 
 .PHONY: all build deps run test unit arm-test fuzz e2e vet bench clean
@@ -59,9 +59,10 @@ arm-test:
 			$$($(GO) list ./... | grep -v /e2e) || exit 1; \
 	done
 
-# fuzz runs every fuzz target for FUZZTIME on top of its committed seed
-# corpus (testdata/fuzz); run longer with e.g. `make fuzz FUZZTIME=10m`, or
-# one target: go test -run '^$$' -fuzz '^FuzzParseLayers$$' ./device/config
+# fuzz runs every fuzz target (every `func Fuzz` outside e2e) for FUZZTIME
+# on top of its committed seed corpus (testdata/fuzz); two to three minutes
+# for all at the default. Run longer with e.g. `make fuzz FUZZTIME=2000000x`,
+# or one target: go test -run '^$$' -fuzz '^FuzzSIPRequest$$' ./sipagent
 # The default is a count: in Go 1.26 a -fuzztime duration can end in a
 # spurious "context deadline exceeded" failure (golang/go#75804).
 FUZZTIME ?= 50000x

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"intercom/device/api"
+	"intercom/sipagent"
 )
 
 var _ api.Station = (*Station)(nil)
@@ -71,10 +72,25 @@ func (s *Station) Status(ctx context.Context) (api.Status, error) {
 			st.LEDs[n] = string(l.Pattern())
 		}
 		st.Media = s.mediaStatus()
+		if d, ok := s.phone.(defenceReporter); ok {
+			ds := d.DefenceStats()
+			st.SIPDefence = &api.SIPDefenceStatus{RateLimited: ds.RateLimited, Scanners: ds.Scanners, Blocks: ds.Blocks, BlockedNow: ds.BlockedNow}
+		}
 		return nil
 	})
 	return st, err
 }
+
+// defenceReporter is a Phone that counts what its SIP defence against
+// strangers dropped.
+type defenceReporter interface {
+	DefenceStats() sipagent.DefenceStats
+}
+
+var _ defenceReporter = SIPPhone{}
+
+// DefenceStats reports the agent's defence against strangers.
+func (p SIPPhone) DefenceStats() sipagent.DefenceStats { return p.Agent.DefenceStats() }
 
 // mediaStatus reports the running call's audio; nil outside a call.
 func (s *Station) mediaStatus() *api.MediaStatus {
@@ -107,6 +123,8 @@ func (s *Station) mediaStatus() *api.MediaStatus {
 		RemoteJitterMS:     millis(ms.RemoteJitter),
 		RTCPSent:           ms.RTCPSent,
 		RTCPReceived:       ms.RTCPReceived,
+		SRTP:               ans.SRTP.String(),
+		SRTPRefused:        ms.Unauthenticated,
 	}
 }
 
@@ -204,6 +222,7 @@ func (s *Station) WriteMetrics(ctx context.Context, w io.Writer) error {
 			metric{"intercom_rtp_frames_concealed_total", "Audio frames played without a packet in the current call.", "counter", float64(c.Concealed)},
 			metric{"intercom_rtcp_packets_sent_total", "RTCP packets sent in the current call.", "counter", float64(c.RTCPSent)},
 			metric{"intercom_rtcp_packets_received_total", "RTCP packets received in the current call.", "counter", float64(c.RTCPReceived)},
+			metric{"intercom_srtp_packets_refused_total", "SRTP and SRTCP packets refused (authentication or replay) in the current call.", "counter", float64(c.SRTPRefused)},
 			metric{"intercom_rtp_loss_fraction", "Fraction of incoming RTP lost in the last RTCP interval.", "gauge", c.LossFraction},
 			metric{"intercom_rtp_jitter_seconds", "Interarrival jitter of incoming RTP (RFC 3550 6.4.1).", "gauge", c.JitterMS / 1000},
 			metric{"intercom_jitter_buffer_target_seconds", "Delay the jitter buffer aims for.", "gauge", c.JitterTargetMS / 1000},
@@ -212,10 +231,20 @@ func (s *Station) WriteMetrics(ctx context.Context, w io.Writer) error {
 			metric{"intercom_rtcp_remote_jitter_seconds", "Jitter of our RTP, as the far end reports it.", "gauge", c.RemoteJitterMS / 1000},
 		)
 	}
+	if d := st.SIPDefence; d != nil {
+		ms = append(ms,
+			metric{"intercom_sip_sources_blocked", "Source IPs whose SIP messages are ignored at the moment.", "gauge", float64(d.BlockedNow)},
+			metric{"intercom_sip_blocks_total", "Times a source IP was blocked for its rate or as a scanner.", "counter", float64(d.Blocks)},
+		)
+	}
 	for _, l := range ms {
 		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", l.name, l.help, l.name, l.typ, l.name, formatValue(l.value)); err != nil {
 			return err
 		}
+	}
+	if d := st.SIPDefence; d != nil {
+		fmt.Fprintf(w, "# HELP intercom_sip_dropped_total SIP messages dropped unanswered: over a stranger's rate or blocked, or a scanner's.\n# TYPE intercom_sip_dropped_total counter\n")
+		fmt.Fprintf(w, "intercom_sip_dropped_total{reason=\"rate\"} %d\nintercom_sip_dropped_total{reason=\"scanner\"} %d\n", d.RateLimited, d.Scanners)
 	}
 	names := make([]string, 0, len(st.Relays))
 	for n := range st.Relays {

@@ -910,5 +910,6 @@ func (s *Station) offer(stream Stream) sipagent.MediaOffer {
 		Codecs: codecs,
 		DTMF:   s.dtmfAllowed("rfc4733"),
 		Ptime:  s.cfg.Audio.Ptime,
+		SRTP:   sipagent.SRTPPolicy(s.cfg.Audio.SRTP),
 	}
 }

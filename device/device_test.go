@@ -364,7 +364,7 @@ func TestStatusReportsCallMedia(t *testing.T) {
 	h.stream.mu.Lock()
 	h.stream.stats = &media.Stats{PacketsSent: 500, PacketsReceived: 490, NetworkLost: 10, FractionLost: 0.25,
 		Jitter: 3 * time.Millisecond, JitterTarget: 40 * time.Millisecond, RTT: 62500 * time.Microsecond,
-		RemoteFractionLost: 0.5, RemoteLost: 7, RTCPSent: 4, RTCPReceived: 3, Concealed: 12}
+		RemoteFractionLost: 0.5, RemoteLost: 7, RTCPSent: 4, RTCPReceived: 3, Concealed: 12, Unauthenticated: 2}
 	h.stream.mu.Unlock()
 
 	rec := httptest.NewRecorder()
@@ -378,7 +378,7 @@ func TestStatusReportsCallMedia(t *testing.T) {
 	want := map[string]any{"codec": "PCMU", "ptime_ms": 20.0, "packets_sent": 500.0, "packets_received": 490.0,
 		"lost": 10.0, "loss_fraction": 0.25, "late": 0.0, "concealed": 12.0, "jitter_ms": 3.0, "jitter_target_ms": 40.0,
 		"rtt_ms": 62.5, "remote_lost": 7.0, "remote_loss_fraction": 0.5, "remote_jitter_ms": 0.0,
-		"rtcp_sent": 4.0, "rtcp_received": 3.0}
+		"rtcp_sent": 4.0, "rtcp_received": 3.0, "srtp": "none", "srtp_refused": 2.0}
 	if !reflect.DeepEqual(doc.Media, want) {
 		t.Fatalf("media status\n got %v\nwant %v", doc.Media, want)
 	}

@@ -157,12 +157,32 @@ func mediaUpdate(ans sipagent.MediaAnswer) (media.Update, error) {
 		return media.Update{}, fmt.Errorf("device: negotiated codec %q is not supported", ans.Codec.Name)
 	}
 	codec.PayloadType = ans.Codec.PayloadType
-	u := media.Update{Codec: codec, DTMFPayloadType: ans.DTMFPayloadType, Direction: dir}
+	keys, err := mediaSRTP(ans.SRTP)
+	if err != nil {
+		return media.Update{}, err
+	}
+	u := media.Update{Codec: codec, DTMFPayloadType: ans.DTMFPayloadType, Direction: dir, SRTP: keys}
 	// An unspecified address (old-style hold) keeps the last one.
 	if ans.Remote.IsValid() && !ans.Remote.Addr().IsUnspecified() {
 		u.Remote = ans.Remote
 	}
 	return u, nil
+}
+
+// mediaSRTP maps the call's SDES keying to media's; no suite is plain RTP.
+func mediaSRTP(k sipagent.SRTPKeys) (media.SRTP, error) {
+	var suite media.SRTPSuite
+	switch k.Suite {
+	case "":
+		return media.SRTP{}, nil
+	case sipagent.SuiteAES128SHA1_80:
+		suite = media.AESCM128HMACSHA1_80
+	case sipagent.SuiteAES128SHA1_32:
+		suite = media.AESCM128HMACSHA1_32
+	default:
+		return media.SRTP{}, fmt.Errorf("device: negotiated srtp suite %q is not supported", k.Suite)
+	}
+	return media.SRTP{Suite: suite, Local: k.Local, Remote: k.Remote}, nil
 }
 
 // mediaDirection maps sipagent's direction, from our side, to media's.
@@ -251,6 +271,11 @@ func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit f
 		s.closeConns()
 		return err
 	}
+	keys, err := mediaSRTP(ans.SRTP)
+	if err != nil {
+		s.closeConns()
+		return err
+	}
 	format, err := media.FormatForPtime(ptime)
 	if err != nil {
 		s.closeConns()
@@ -278,7 +303,7 @@ func (s *rtpStream) Run(ctx context.Context, ans sipagent.MediaAnswer, onDigit f
 		Conn: s.conn, RTCPConn: s.rtcpConn, Remote: ans.Remote, Codec: codec, DTMFPayloadType: ans.DTMFPayloadType, Ptime: ptime, Direction: dir,
 		Source: &micPath{Source: src, gain: s.m.MicGain, tones: &s.far, echo: echo},
 		Sink:   &speakerPath{Sink: sink, gain: s.m.SpeakerGain, tones: &s.speaker, echo: echo},
-		Jitter: s.m.Jitter, OnDigit: onDigit, Logger: s.m.Logger,
+		Jitter: s.m.Jitter, OnDigit: onDigit, SRTP: keys, Logger: s.m.Logger,
 	})
 	if err != nil {
 		src.Close()

@@ -27,7 +27,7 @@ import (
 	"time"
 )
 
-const installHint = "install with: apt-get install kamailio baresip-core sip-tester sox nginx-light dnsmasq-base"
+const installHint = "install with: apt-get install kamailio kamailio-tls-modules baresip-core sip-tester sox nginx-light dnsmasq-base"
 
 // lookTool finds a peer's binary. kamailio and kamcmd live in /usr/sbin,
 // which is not on an ordinary user's PATH.

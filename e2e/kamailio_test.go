@@ -27,6 +27,20 @@ type kamailioOptions struct {
 	Redirect map[string]string
 	// TCP makes kamailio listen on TCP too, on the same port.
 	TCP bool
+	// TLS makes kamailio listen on TLS too, on its own port (TLSPort),
+	// with this certificate.
+	TLS *kamailioTLS
+	// DigestSHA256 makes kamailio's digest SHA-256 (RFC 8760): REGISTERs
+	// are challenged with qop=auth after a decoy MD5 challenge in the same
+	// 401 that kamailio cannot verify, and a REGISTER whose credentials
+	// are not SHA-256 is refused with 403 "Weak Digest"; with AuthInvite,
+	// INVITEs get a SHA-256 407.
+	DigestSHA256 bool
+}
+
+// kamailioTLS is the server certificate and key of kamailio's TLS port.
+type kamailioTLS struct {
+	CertPath, KeyPath string
 }
 
 // kamailio is a registrar with digest auth (password "pw-<user>") and a
@@ -34,6 +48,8 @@ type kamailioOptions struct {
 type kamailio struct {
 	Port    int
 	Addr    string // 127.0.0.1:Port
+	TLSPort int    // with kamailioOptions.TLS, else 0
+	TLSAddr string // 127.0.0.1:TLSPort, or ""
 	dir     string
 	cfgPath string
 	ctl     string // unix socket of the ctl module, for kamcmd
@@ -60,6 +76,20 @@ func startKamailio(t testing.TB, opts kamailioOptions) *kamailio {
 	k.Port = freePorts(t, 1)
 	k.Addr = fmt.Sprintf("127.0.0.1:%d", k.Port)
 	k.cfgPath = filepath.Join(dir, "kamailio.cfg")
+	tlsConfig := ""
+	if opts.TLS != nil {
+		k.TLSPort = freePorts(t, 1)
+		k.TLSAddr = fmt.Sprintf("127.0.0.1:%d", k.TLSPort)
+		tlsConfig = filepath.Join(dir, "tls.cfg")
+		// The server verifies no client certificates; the client side
+		// (kamailio connecting out) is not used by the tests.
+		tc := fmt.Sprintf("[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"+
+			"certificate = %s\nprivate_key = %s\n\n[client:default]\nverify_certificate = no\nrequire_certificate = no\n",
+			opts.TLS.CertPath, opts.TLS.KeyPath)
+		if err := os.WriteFile(tlsConfig, []byte(tc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	redirect := map[string]string{}
 	for user, contact := range opts.Redirect {
@@ -73,6 +103,8 @@ func startKamailio(t testing.TB, opts kamailioOptions) *kamailio {
 	err = tmpl.Execute(&cfg, map[string]any{
 		"Addr": k.Addr, "CtlSocket": k.ctl,
 		"AuthInvite": opts.AuthInvite, "RecordRoute": opts.RecordRoute, "Redirect": redirect, "TCP": opts.TCP,
+		"TLSAddr": k.TLSAddr, "TLSConfig": tlsConfig,
+		"DigestSHA256": opts.DigestSHA256,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -236,9 +236,14 @@ func (s *Session) report(now time.Time, bye bool) []rtcp.Packet {
 func (s *Session) sendReport(bye bool) {
 	s.mu.Lock()
 	b, err := rtcp.Marshal(s.report(s.clk.Now(), bye))
+	if err == nil {
+		// RFC 3711 section 3.4: SRTCP is always authenticated.
+		b, err = s.sec.protectRTCP(b)
+	}
 	s.mu.Unlock()
 	if err != nil {
-		// Only out-of-range fields fail, which report never builds.
+		// Only out-of-range fields, which report never builds, or a key
+		// used up (2^31 reports) fail.
 		s.log.Warn("media: marshal rtcp", "err", err)
 		return
 	}
@@ -300,6 +305,11 @@ func (s *Session) receiveRTCP(b []byte, from netip.AddrPort, at time.Time) {
 	defer s.mu.Unlock()
 	if !s.rtcpPeer.allows(from) {
 		s.ignored.Add(1)
+		return
+	}
+	b, err := s.sec.unprotectRTCP(b)
+	if err != nil {
+		s.unauthenticated.Add(1)
 		return
 	}
 	pkts, err := rtcp.Unmarshal(b)

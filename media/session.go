@@ -58,8 +58,11 @@ type SessionConfig struct {
 	// goroutine that reads RTP, which on Linux also carries the audio:
 	// it must not block.
 	OnDigit func(digit rune)
-	Logger  *slog.Logger
-	Clock   clock.Clock // times packet arrivals and playout; nil => clock.Real
+	// SRTP protects RTP and RTCP (RFC 3711) with the keys SDES
+	// negotiated; the zero value is plain RTP.
+	SRTP   SRTP
+	Logger *slog.Logger
+	Clock  clock.Clock // times packet arrivals and playout; nil => clock.Real
 }
 
 // Stats counts a session's traffic. Byte counts are RTP payload octets, as
@@ -76,6 +79,9 @@ type Stats struct {
 	Discarded       uint64 // audio dropped unplayed to keep the delay within Jitter.Max
 	Malformed       uint64 // undecodable RTP or telephone-event payloads
 	Ignored         uint64 // RTP or RTCP from another address than the remote's, or RTP with a payload type not negotiated
+	// Unauthenticated counts SRTP and SRTCP packets refused: too short,
+	// failing authentication, or replayed (RFC 3711 section 3.3).
+	Unauthenticated uint64
 	DTMF            uint64 // key presses reported through OnDigit
 
 	// The jitter buffer: frames played without a packet (lost, or
@@ -140,6 +146,7 @@ type Session struct {
 	rx   rxParams
 
 	ssrc              uint32 // ours
+	sec               srtpState
 	rtpPeer, rtcpPeer *latch
 
 	snd  sender
@@ -150,6 +157,7 @@ type Session struct {
 	sent, sentBytes, sendErrors atomic.Uint64
 	received, receivedBytes     atomic.Uint64
 	malformed, ignored, digits  atomic.Uint64
+	unauthenticated             atomic.Uint64
 	rtcpSent, rtcpReceived      atomic.Uint64
 	rtcpMalformed               atomic.Uint64
 	updates                     atomic.Uint64
@@ -189,6 +197,9 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	if cfg.Direction > Inactive {
 		return nil, fmt.Errorf("media: session: invalid direction %d", cfg.Direction)
 	}
+	if err := cfg.SRTP.check(); err != nil {
+		return nil, fmt.Errorf("media: session: %w", err)
+	}
 	if cfg.Source == nil || cfg.Sink == nil {
 		return nil, errors.New("media: session: Source and Sink are required")
 	}
@@ -227,7 +238,10 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 		return nil, fmt.Errorf("media: session: %w", err)
 	}
 	s.jb = jb
-	s.cur = params{remote: cfg.Remote, remoteRTCP: cfg.RemoteRTCP, codec: codec, dtmfPT: cfg.DTMFPayloadType, dir: cfg.Direction}
+	if s.sec, err = newSRTPState(cfg.SRTP); err != nil {
+		return nil, fmt.Errorf("media: session: %w", err)
+	}
+	s.cur = params{remote: cfg.Remote, remoteRTCP: cfg.RemoteRTCP, codec: codec, dtmfPT: cfg.DTMFPayloadType, dir: cfg.Direction, keys: cfg.SRTP}
 	s.want = s.cur
 	s.dir.Store(uint32(cfg.Direction))
 	s.rx = rxParams{codecPT: codec.PayloadType, dtmfPT: cfg.DTMFPayloadType, receiving: cfg.Direction.receives(), quiet: quietG711(codec)}
@@ -327,6 +341,7 @@ func (s *Session) Stats() Stats {
 		Discarded:       jb.Overflowed,
 		Malformed:       s.malformed.Load(),
 		Ignored:         s.ignored.Load(),
+		Unauthenticated: s.unauthenticated.Load(),
 		DTMF:            s.digits.Load(),
 		Concealed:       jb.Lost + jb.Inserted,
 		FramesDropped:   jb.Dropped,
@@ -472,6 +487,10 @@ func (s *Session) sendFrame(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if b, err = s.sec.protectRTP(b); err != nil {
+		// Only a key used up (2^48 packets, RFC 3711 section 9.2) fails.
+		return err
+	}
 	dest := s.rtpPeer.addr()
 	if err := s.sock.send(b, dest); err != nil {
 		if ctx.Err() != nil {
@@ -538,6 +557,13 @@ func (s *Session) receiveLocked(b []byte, from netip.AddrPort, at time.Time) (ru
 	r := &s.rcv
 	if !s.rtpPeer.allows(from) {
 		s.ignored.Add(1)
+		return 0, false
+	}
+	// Nothing is looked at, nor the remote latched, before the packet
+	// authenticated (RFC 3711 section 3.3, step 5 before 6).
+	b, err := s.sec.unprotectRTP(b)
+	if err != nil {
+		s.unauthenticated.Add(1)
 		return 0, false
 	}
 	if err := r.pkt.Unmarshal(b); err != nil || r.pkt.Version != 2 {

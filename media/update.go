@@ -1,6 +1,7 @@
 package media
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -46,6 +47,10 @@ type Update struct {
 	Codec           Codec          // zero Name: unchanged; PCMU<->PCMA with its payload type
 	DTMFPayloadType uint8          // the telephone-event payload type of the new answer (0: none)
 	Direction       Direction
+	// SRTP is the keying of the new offer/answer, which may change keys
+	// (RFC 4568 section 7.1.4); a zero Suite leaves it unchanged. A
+	// session does not switch between RTP and SRTP.
+	SRTP SRTP
 }
 
 // params are the negotiated parameters that an Update may change.
@@ -54,6 +59,9 @@ type params struct {
 	codec              Codec
 	dtmfPT             uint8
 	dir                Direction
+	keys               SRTP
+	// sec is keys' contexts, made by Update when keys change.
+	sec *srtpState
 }
 
 // rxParams are what the receive path accepts; Session.mu guards them, as
@@ -65,9 +73,10 @@ type rxParams struct {
 }
 
 // Update applies u to the running (or not yet running) session, safe from
-// any goroutine. Every field but Remote, RemoteRTCP and Codec is taken as
-// the new answer states it: DTMFPayloadType 0 turns telephone-events off,
-// and Direction is always set.
+// any goroutine. Every field but Remote, RemoteRTCP, Codec and SRTP is
+// taken as the new answer states it: DTMFPayloadType 0 turns
+// telephone-events off, and Direction is always set. New SRTP keys hold
+// from the next frame on, both ways.
 //
 // The change takes effect at the next frame boundary (before Run, when Run
 // starts); several Updates within one frame add up. An Update the session
@@ -123,6 +132,19 @@ func (s *Session) Update(u Update) error {
 	if s.cfg.RTCPConn != nil && !validRemote(next.remoteRTCP) {
 		return fmt.Errorf("media: update: invalid remote rtcp address %v", next.remoteRTCP)
 	}
+	if u.SRTP.Suite != NoSRTP && u.SRTP != next.keys {
+		if next.keys.Suite == NoSRTP {
+			return errors.New("media: update: a plain rtp session cannot switch to srtp")
+		}
+		if err := u.SRTP.check(); err != nil {
+			return fmt.Errorf("media: update: %w", err)
+		}
+		sec, err := newSRTPState(u.SRTP)
+		if err != nil {
+			return fmt.Errorf("media: update: %w", err)
+		}
+		next.keys, next.sec = u.SRTP, &sec
+	}
 	next.dir = u.Direction
 	s.want = next
 	s.upGen.Add(1)
@@ -155,6 +177,11 @@ func (s *Session) applyUpdates() {
 		s.snd.codec = next.codec
 		s.snd.pkt.PayloadType = next.codec.PayloadType
 	}
+	rekey := next.keys != old.keys
+	if rekey {
+		// The frame loop's context first; the rest under s.mu below.
+		s.sec.txRTP = next.sec.txRTP
+	}
 	if old.dir.receives() && !next.dir.receives() {
 		// Nothing of the old audio is to be heard on resume.
 		clear(s.ply.prev)
@@ -162,6 +189,9 @@ func (s *Session) applyUpdates() {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if rekey {
+		s.sec = *next.sec
+	}
 	rx := &s.rx
 	rx.dtmfPT = next.dtmfPT
 	if next.codec != old.codec {

@@ -6,6 +6,7 @@ package sipagent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,15 +27,19 @@ import (
 
 // Config configures an Agent. Zero values take the documented defaults.
 type Config struct {
-	// Transport is "udp" (default) or "tcp". Over TCP the agent keeps one
-	// connection open to the registrar (or outbound proxy) for its
-	// registration and the requests it sends there, and reconnects and
-	// re-registers at once when that connection is lost.
+	// Transport is "udp" (default), "tcp" or "tls". Over TCP and TLS the
+	// agent keeps one connection open to the registrar (or outbound proxy)
+	// for its registration and the requests it sends there, and
+	// reconnects and re-registers at once when that connection is lost.
 	Transport string
+	// TLS configures certificates and the clock wait for Transport "tls".
+	TLS TLS
 	// Listen is the local IP:port ("[::]:5060" for IPv6); default
-	// "0.0.0.0:5060". Port 0 picks a free port (see Agent.Addr).
+	// "0.0.0.0:5060", "0.0.0.0:5061" over TLS. Port 0 picks a free port
+	// (see Agent.Addr).
 	Listen string
-	// Registrar is host[:port] or a sip: URI, the port defaulting to 5060;
+	// Registrar is host[:port] or a sip: URI, the port defaulting to 5060
+	// (5061 over TLS);
 	// an IPv6 address is written in brackets ("[2001:db8::1]:5060") or
 	// alone ("2001:db8::1"). Empty means peer-to-peer.
 	Registrar string
@@ -75,6 +80,8 @@ type Config struct {
 	// Resolver finds registrar, outbound proxy and call targets named by
 	// domain (RFC 3263); default sipdns on /etc/resolv.conf.
 	Resolver Resolver
+	// Defence limits what strangers can make the agent do (defence.go).
+	Defence DefenceConfig
 }
 
 const (
@@ -98,13 +105,13 @@ type Agent struct {
 	cfg       Config
 	log       *slog.Logger
 	clk       clock.Clock
-	transport string // as sipgo spells it: "UDP" or "TCP"
+	transport string // as sipgo spells it: "UDP", "TCP" or "TLS"
 	natAuto   bool
 	listenIP  netip.Addr
 	addr      netip.AddrPort
 	udp       *net.UDPConn
 	tcp       *net.TCPListener
-	flows     *flowListener // serves tcp to sipgo
+	flows     *flowListener // serves tcp or tls to sipgo
 	registrar *sip.Uri      // nil: no registration
 	proxy     *sip.Uri      // nil: no outbound proxy
 	domain    string        // host part of our address-of-record
@@ -112,6 +119,10 @@ type Agent struct {
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server
 	dns dnsState // RFC 3263 resolution and failover (resolve.go)
+	def *defence // rate limits and scanner filter (defence.go)
+	// nonces counts digest nonce use across requests (RFC 7616 section
+	// 3.4; digest.go).
+	nonces nonceCounts
 
 	events  chan Event
 	dropped atomic.Uint64
@@ -127,7 +138,10 @@ type Agent struct {
 	// public maps a local IP to the address the registrar saw it as,
 	// when that differs (behind a NAT, sip.nat auto).
 	public map[netip.Addr]netip.AddrPort
-	wg     sync.WaitGroup // goroutines and handlers started while running
+	// flowContact is our end of the TLS connection to the registrar when
+	// our Contact toward it names that end (tls.go, setFlowContact).
+	flowContact netip.AddrPort
+	wg          sync.WaitGroup // goroutines and handlers started while running
 }
 
 const (
@@ -146,8 +160,9 @@ type localEnd struct {
 	dua    *sipgo.DialogUA
 }
 
-// endKey finds a localEnd: a local IP, and the public address its
-// Contact carries, if any.
+// endKey finds a localEnd: a local IP, and the address its Contact
+// carries instead of our listening one, if any: the public address a NAT
+// maps us to, or our end of the TLS connection to the registrar.
 type endKey struct {
 	ip     netip.Addr
 	public netip.AddrPort
@@ -190,6 +205,8 @@ func New(cfg Config) (*Agent, error) {
 		a.transport = "UDP"
 	case "tcp":
 		a.transport = "TCP"
+	case "tls":
+		a.transport = "TLS"
 	default:
 		return nil, fmt.Errorf("sipagent: unsupported transport %q", cfg.Transport)
 	}
@@ -203,9 +220,17 @@ func New(cfg Config) (*Agent, error) {
 	if strings.ContainsAny(a.cfg.User, "@:;<> ") {
 		return nil, fmt.Errorf("sipagent: invalid user %q", a.cfg.User)
 	}
+	def, err := newDefence(cfg.Defence, a.clk, a.fromProxy)
+	if err != nil {
+		return nil, err
+	}
+	a.def = def
 	listen := cfg.Listen
 	if listen == "" {
 		listen = defaultListen
+		if a.transport == "TLS" {
+			listen = net.JoinHostPort("0.0.0.0", strconv.Itoa(defaultTLSPort))
+		}
 	}
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
@@ -235,10 +260,24 @@ func New(cfg Config) (*Agent, error) {
 		}
 		a.domain = a.registrar.Host
 	}
+	var tlsClient, tlsServer *tls.Config
+	if a.transport == "TLS" {
+		// The first hop's certificate must name the host we were
+		// configured with; calls go out through it too.
+		hop := ""
+		if a.proxy != nil {
+			hop = strings.Trim(a.proxy.Host, "[]")
+		} else if a.registrar != nil {
+			hop = strings.Trim(a.registrar.Host, "[]")
+		}
+		tlsClient, tlsServer = a.tlsConfigs(hop)
+	}
 
 	sipLog := a.log.With("component", "sipgo")
 	a.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent(a.cfg.UserAgent),
+		// sipgo's own TLS connections (failover, calls) verify like ours.
+		sipgo.WithUserAgenTLSConfig(tlsClient),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(sipLog),
 			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
@@ -255,7 +294,7 @@ func New(cfg Config) (*Agent, error) {
 		_ = a.ua.Close()
 		return nil, fmt.Errorf("sipagent: server: %w", err)
 	}
-	if err := a.bind(netip.AddrPortFrom(a.listenIP, uint16(p))); err != nil {
+	if err := a.bind(netip.AddrPortFrom(a.listenIP, uint16(p)), tlsClient, tlsServer); err != nil {
 		_ = a.ua.Close()
 		return nil, err
 	}
@@ -267,7 +306,9 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-func (a *Agent) bind(ap netip.AddrPort) error {
+// bind opens the listening socket; with TLS configurations the TCP
+// listener's flows speak TLS.
+func (a *Agent) bind(ap netip.AddrPort, tlsClient, tlsServer *tls.Config) error {
 	v := "4"
 	if a.listenIP.Is6() {
 		v = "6"
@@ -287,6 +328,7 @@ func (a *Agent) bind(ap netip.AddrPort) error {
 	}
 	a.tcp = l
 	a.flows = newFlowListener(l)
+	a.flows.client, a.flows.server = tlsClient, tlsServer
 	a.addr = l.Addr().(*net.TCPAddr).AddrPort()
 	return nil
 }
@@ -367,10 +409,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		// again; register it first so that requests can go out at once.
 		local := a.udp.LocalAddr().String()
 		a.ua.TransportLayer().Pool("udp").Add(local, &sip.UDPConnection{PacketConn: a.udp, PacketAddr: local, Listener: true})
-		go func() { serveDone <- a.srv.ServeUDP(a.udp) }()
+		go func() { serveDone <- a.srv.ServeUDP(a.def.packetConn(a.udp)) }()
 	} else {
 		go a.flows.acceptLoop()
-		go func() { serveDone <- a.srv.ServeTCP(a.flows) }()
+		if a.transport == "TLS" {
+			go func() { serveDone <- a.srv.ServeTLS(a.flows) }()
+		} else {
+			go func() { serveDone <- a.srv.ServeTCP(a.flows) }()
+		}
 	}
 	a.log.Info("sipagent: listening", "transport", a.transport, "addr", a.addr)
 
@@ -475,8 +521,12 @@ func (a *Agent) local(ctx context.Context, host string) (*localEnd, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	key := endKey{ip: ip}
-	if pub, ok := a.public[ip]; ok && a.towardRegistrarLocked(host) {
-		key.public = pub
+	if a.towardRegistrarLocked(host) {
+		if pub, ok := a.public[ip]; ok {
+			key.public = pub
+		} else if a.flowContact.Addr() == ip {
+			key.public = a.flowContact
+		}
 	}
 	if le, ok := a.locals[key]; ok {
 		return le, nil
@@ -534,8 +584,8 @@ func (a *Agent) contact(ip netip.Addr, public netip.AddrPort) sip.ContactHeader 
 		host, port = public.Addr(), public.Port()
 	}
 	u := sip.Uri{Scheme: "sip", User: a.cfg.User, Host: host.String(), Port: int(port)}
-	if a.transport == "TCP" {
-		u.UriParams = sip.HeaderParams{{K: "transport", V: "tcp"}}
+	if a.transport != "UDP" {
+		u.UriParams = sip.HeaderParams{{K: "transport", V: strings.ToLower(a.transport)}}
 	}
 	return sip.ContactHeader{Address: u}
 }

@@ -113,8 +113,15 @@ func (c *Call) Accept(ctx context.Context, local MediaOffer) (MediaAnswer, error
 		return MediaAnswer{}, errors.New("sipagent: accept: not an incoming call")
 	}
 	ans, err := answerFor(c.offer, local)
+	var crypto []sdesLine
+	if err == nil {
+		var mode sdesMode
+		if mode, err = c.a.sdesMode(local.SRTP); err == nil {
+			ans.SRTP, crypto, err = answerSDES(c.offer, mode, SRTPKeys{})
+		}
+	}
 	if err != nil {
-		if rerr := c.Reject(sip.StatusNotAcceptableHere, "Not Acceptable Here"); rerr != nil {
+		if rerr := c.Reject(sip.StatusNotAcceptableHere, notAcceptableReason(err)); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 		return MediaAnswer{}, fmt.Errorf("sipagent: accept: %w", err)
@@ -122,7 +129,8 @@ func (c *Call) Accept(ctx context.Context, local MediaOffer) (MediaAnswer, error
 	if !ans.Local.Addr().IsValid() || ans.Local.Addr().IsUnspecified() {
 		ans.Local = netip.AddrPortFrom(c.local.ip, local.Addr.Port())
 	}
-	l := localSDP{addr: ans.Local, codecs: []Codec{ans.Codec}, dtmfPT: ans.DTMFPayloadType, ptime: local.Ptime, dir: ans.Direction}
+	l := localSDP{addr: ans.Local, codecs: []Codec{ans.Codec}, dtmfPT: ans.DTMFPayloadType, ptime: local.Ptime, dir: ans.Direction,
+		savp: c.offer.savp, crypto: crypto}
 	err = l.newSession()
 	var body []byte
 	if err == nil {

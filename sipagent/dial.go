@@ -71,6 +71,10 @@ func (a *Agent) Dial(ctx context.Context, req DialRequest) (*Call, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sipagent: dial: %w", err)
 	}
+	// Refused before anything is sent: keys must not travel in the clear.
+	if _, err := a.sdesMode(req.Media.SRTP); err != nil {
+		return nil, fmt.Errorf("sipagent: dial: %w", err)
+	}
 	if req.Parallel {
 		return a.ring(ctx, targets, req, codecs)
 	}
@@ -328,7 +332,19 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 	if req.Media.DTMF {
 		dtmfPT = dtmfPayloadType
 	}
-	body, err := buildSDP(local, codecs, dtmfPT, req.Media.Ptime)
+	mode, err := a.sdesMode(req.Media.SRTP)
+	if err != nil {
+		return fail(err)
+	}
+	offer := localSDP{addr: local, codecs: codecs, dtmfPT: dtmfPT, ptime: req.Media.Ptime}
+	// Fresh keys for every INVITE, so that no two targets share one.
+	if offer.savp, offer.crypto, err = offerSDES(mode); err != nil {
+		return fail(err)
+	}
+	if err := offer.newSession(); err != nil {
+		return fail(err)
+	}
+	body, err := offer.marshal()
 	if err != nil {
 		return fail(err)
 	}
@@ -349,18 +365,14 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 	}
 
 	fw := a.watchForks(le)
-	cs, err := fw.dua.WriteInvite(ctx, inv)
-	if err != nil {
-		return fail(err)
-	}
-	err = a.waitAnswer(ctx, cs, sipgo.AnswerOptions{
+	cs, err := a.inviteAuth(ctx, fw, inv, sipgo.AnswerOptions{
 		OnResponse: func(res *sip.Response) error {
 			if !rp.rang && (res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress) {
 				rp.rang = true
 				ringing <- progress{target: name}
 			}
 			if !rp.early && res.IsProvisional() {
-				if m, ok := a.earlyMedia(res, codecs, req.Media.DTMF); ok {
+				if m, ok := a.earlyMedia(res, offer, req.Media.DTMF, mode.required); ok {
 					rp.early = true
 					m.Local = local
 					ringing <- progress{target: name, early: &m}
@@ -368,9 +380,10 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 			}
 			return nil
 		},
-		Username: a.cfg.AuthUser,
-		Password: a.cfg.Password,
 	})
+	if cs == nil {
+		return fail(err)
+	}
 	fw.decided(cs.InviteResponse)
 	if err != nil {
 		if res := cs.InviteResponse; res != nil && res.IsSuccess() {
@@ -403,7 +416,7 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 	answer, perr := parseSDP(cs.InviteResponse.Body())
 	var media MediaAnswer
 	if perr == nil {
-		media, perr = answerFromPeer(answer, codecs, req.Media.DTMF)
+		media, perr = answerToOffer(answer, offer, req.Media.DTMF, mode.required)
 	}
 	if perr != nil {
 		// RFC 3261 section 13.2.2.4: ACK the 2xx, then end the session.
@@ -421,6 +434,38 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 	c.startSessionTimer(cs.InviteResponse)
 	a.log.Info("sipagent: call answered", "call", callID, "target", name, "media", media)
 	return attemptResult{call: c}, nil
+}
+
+// inviteAuth sends inv and waits for its final response, answering
+// digest challenges as doAuth does; opts carries no credentials. sipgo
+// would answer the first challenge of a response, not the strongest (RFC
+// 8760 section 2.4), so each authenticated INVITE is a new client session
+// with the same Call-ID and From tag (RFC 3261 section 22.2). cs is nil
+// when no INVITE could be sent; otherwise it is the last one's session
+// and err its outcome.
+func (a *Agent) inviteAuth(ctx context.Context, fw *forkWatch, inv *sip.Request, opts sipgo.AnswerOptions) (*sipgo.DialogClientSession, error) {
+	var auth *digestAuth
+	for round := 0; ; round++ {
+		cs, err := fw.dua.WriteInvite(ctx, inv)
+		if err != nil {
+			return nil, err
+		}
+		err = a.waitAnswer(ctx, cs, opts)
+		var dr *sipgo.ErrDialogResponse
+		if a.cfg.Password == "" || round >= maxAuthRounds || !errors.As(err, &dr) || !isChallenge(dr.Res) {
+			return cs, err
+		}
+		if auth == nil {
+			auth = newDigestAuth(a.cfg.AuthUser, a.cfg.Password, &a.nonces)
+		}
+		retry, aerr := auth.answer(inv, dr.Res)
+		if aerr != nil {
+			return cs, aerr
+		}
+		if !retry {
+			return cs, err
+		}
+	}
 }
 
 // waitAnswer is cs.WaitAnswer, made safe against a sipgo race
@@ -449,7 +494,7 @@ func (a *Agent) waitAnswer(ctx context.Context, cs *sipgo.DialogClientSession, o
 // earlyMedia reads the SDP answer of a provisional response, if it has a
 // usable one. A bad one is only logged: the 2xx must carry the answer
 // anyway (RFC 3261 section 13.2.1), and it is checked there.
-func (a *Agent) earlyMedia(res *sip.Response, codecs []Codec, dtmf bool) (MediaAnswer, bool) {
+func (a *Agent) earlyMedia(res *sip.Response, offer localSDP, dtmf, srtpRequired bool) (MediaAnswer, bool) {
 	ct := res.ContentType()
 	if res.StatusCode == sip.StatusTrying || len(res.Body()) == 0 || ct == nil ||
 		!strings.EqualFold(strings.TrimSpace(strings.Split(ct.Value(), ";")[0]), "application/sdp") {
@@ -458,7 +503,7 @@ func (a *Agent) earlyMedia(res *sip.Response, codecs []Codec, dtmf bool) (MediaA
 	rm, err := parseSDP(res.Body())
 	var m MediaAnswer
 	if err == nil {
-		m, err = answerFromPeer(rm, codecs, dtmf)
+		m, err = answerToOffer(rm, offer, dtmf, srtpRequired)
 	}
 	if err != nil {
 		a.log.Debug("sipagent: ignoring early media", "status", res.StatusCode, "err", err)

@@ -2,6 +2,7 @@ package sipagent
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,10 +16,14 @@ import (
 // section 18), while we see it close the moment it does, which sipgo does
 // not report.
 type flowListener struct {
-	l     net.Listener
-	conns chan handoff
-	done  chan struct{} // closed when l failed or was closed
-	err   error         // why; set before done is closed
+	l net.Listener
+	// client and server make the flows TLS (RFC 3261 section 26.2.1):
+	// accepted connections serve a handshake, ours complete one before
+	// sipgo gets them. Both nil: plain TCP.
+	client, server *tls.Config
+	conns          chan handoff
+	done           chan struct{} // closed when l failed or was closed
+	err            error         // why; set before done is closed
 
 	// prev is only touched by Accept, which sipgo calls from one goroutine.
 	prev chan struct{}
@@ -47,6 +52,12 @@ func (f *flowListener) acceptLoop() {
 			close(f.done)
 			return
 		}
+		if f.server != nil {
+			// The handshake runs on sipgo's first read, in the
+			// connection's own goroutine, so a slow client holds up
+			// nobody else.
+			c = tls.Server(c, f.server)
+		}
 		f.conns <- handoff{conn: c}
 	}
 }
@@ -71,13 +82,22 @@ func (f *flowListener) Accept() (net.Conn, error) {
 func (f *flowListener) Close() error   { return f.l.Close() }
 func (f *flowListener) Addr() net.Addr { return f.l.Addr() }
 
-// dialFlow connects to remote and hands the connection to sipgo; it
-// returns once sipgo will send requests for remote over it.
+// dialFlow connects to remote, completes the TLS handshake if the flows
+// are TLS (a failed one is a *handshakeError), and hands the connection
+// to sipgo; it returns once sipgo will send requests for remote over it.
 func (f *flowListener) dialFlow(ctx context.Context, remote netip.AddrPort) (*flowConn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", remote.String())
 	if err != nil {
 		return nil, fmt.Errorf("sipagent: connect: %w", err)
+	}
+	if f.client != nil {
+		tc := tls.Client(c, f.client)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = c.Close()
+			return nil, &handshakeError{addr: remote, err: err}
+		}
+		c = tc
 	}
 	fc := newFlowConn(c)
 	h := handoff{conn: fc, taken: make(chan struct{})}
@@ -109,7 +129,10 @@ type flowConn struct {
 	remote netip.AddrPort
 	alive  chan struct{} // one pending signal at most
 	closed chan struct{}
-	once   sync.Once
+	// readErr is the read error that ended the connection, nil when we
+	// closed it; set before closed is closed.
+	readErr error
+	once    sync.Once
 }
 
 func newFlowConn(c net.Conn) *flowConn {
@@ -130,7 +153,10 @@ func (c *flowConn) Read(b []byte) (int, error) {
 		}
 	}
 	if err != nil {
-		c.once.Do(func() { close(c.closed) })
+		c.once.Do(func() {
+			c.readErr = err
+			close(c.closed)
+		})
 	}
 	return n, err
 }
@@ -138,6 +164,16 @@ func (c *flowConn) Read(b []byte) (int, error) {
 func (c *flowConn) Close() error {
 	c.once.Do(func() { close(c.closed) })
 	return c.Conn.Close()
+}
+
+// lostBy is the read error that ended the connection: a TLS alert from
+// a server that refused our client certificate, for one. nil while the
+// connection is open or when we closed it.
+func (c *flowConn) lostBy() error {
+	if !c.isClosed() {
+		return nil
+	}
+	return c.readErr
 }
 
 // isClosed reports whether the connection has ended.

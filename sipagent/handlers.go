@@ -12,6 +12,17 @@ import (
 
 const acceptTypes = "application/sdp, application/dtmf-relay, application/dtmf"
 
+// maxUDPPayload is the largest UDP datagram IPv4 carries (RFC 768 with a
+// 20-byte IP header).
+const maxUDPPayload = 65507
+
+// sipgo refuses to write UDP messages within 200 bytes of 1500, but RFC
+// 3261 section 18.2.2 sends a response back where the request came from
+// whatever its size: a request with long header fields (RFC 4475 section
+// 3.1.1.11) would get no answer at all, and its INVITE transaction would
+// end at once. IP fragments what exceeds the path MTU.
+func init() { sip.UDPMTUSize = maxUDPPayload + 200 }
+
 func (a *Agent) routes() {
 	a.srv.OnInvite(a.guard(a.onInvite))
 	a.srv.OnAck(a.guard(a.onAck))
@@ -24,10 +35,16 @@ func (a *Agent) routes() {
 	a.srv.OnNoRoute(a.guard(a.onNoRoute))
 }
 
-// guard keeps a bad request from taking the process down: sipgo runs
-// handlers without recovering panics.
+// guard is every request's way in. It drops, unanswered, requests from
+// strangers over their rate and from scanners (defence.go; over UDP the
+// datagram was filtered before parsing already), and keeps a bad request
+// from taking the process down: sipgo runs handlers without recovering
+// panics.
 func (a *Agent) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if !a.def.admitRequest(req) {
+			return
+		}
 		defer func() {
 			if r := recover(); r != nil {
 				a.log.Error("sipagent: panic in request handler", "method", req.Method, "panic", fmt.Sprint(r))
@@ -319,6 +336,7 @@ func (c *Call) serveInvite(runCtx context.Context) {
 				err := c.ss.WriteResponse(res)
 				if err == nil {
 					c.activate(d.answer)
+					a.trustCaller(runCtx, c)
 					if c.timers.se > 0 {
 						c.refreshed(c.timers)
 					}
@@ -351,6 +369,26 @@ func (c *Call) serveInvite(runCtx context.Context) {
 			c.end(ReasonShutdown)
 			return
 		}
+	}
+}
+
+// trustCaller exempts the source of an answered call from the rate limit
+// until the call ends: its in-dialog requests are no stranger's.
+func (a *Agent) trustCaller(runCtx context.Context, c *Call) {
+	src := requestSource(c.ss.InviteRequest)
+	if !src.IsValid() {
+		return
+	}
+	release := a.def.trustPeer(src.Addr())
+	started := a.track(func() {
+		defer release()
+		select {
+		case <-c.Done():
+		case <-runCtx.Done():
+		}
+	})
+	if !started {
+		release()
 	}
 }
 

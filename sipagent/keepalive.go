@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"intercom/internal/clock"
@@ -27,16 +28,18 @@ var (
 	errMoved = errors.New("sipagent: public address changed")
 )
 
-// connect makes sure that, over TCP, our own connection to the registrar
-// (or outbound proxy) is open, and opens a new one when it is not: a
-// registrar that restarted has lost both the connection and our binding.
-// It goes where the registrar last answered from, else to the first hop.
-// When that fails the REGISTER goes out anyway: sipgo connects by itself,
-// to this address or, failing over, to another, just without our watch.
-func (r *registration) connect(ctx context.Context) {
+// connect makes sure that, over TCP or TLS, our own connection to the
+// registrar (or outbound proxy) is open, and opens a new one when it is
+// not: a registrar that restarted has lost both the connection and our
+// binding. It goes where the registrar last answered from, else to the
+// first hop. When connecting fails the REGISTER goes out anyway: sipgo
+// connects by itself, to this address or, failing over, to another, just
+// without our watch. A failed TLS handshake is returned instead: the
+// server answered but is not the one we trust, or does not trust us.
+func (r *registration) connect(ctx context.Context) error {
 	a := r.a
 	if a.flows == nil || (r.flow != nil && !r.flow.isClosed()) {
-		return
+		return nil
 	}
 	r.flow = nil
 	remote := r.addr
@@ -44,16 +47,23 @@ func (r *registration) connect(ctx context.Context) {
 		var err error
 		if remote, err = a.firstHop(ctx); err != nil {
 			a.log.Debug("sipagent: connect", "err", err)
-			return
+			return nil
 		}
 	}
 	fc, err := a.flows.dialFlow(ctx, remote)
+	var hs *handshakeError
+	if errors.As(err, &hs) {
+		return err
+	}
 	if err != nil {
 		a.log.Debug("sipagent: connect", "addr", remote, "err", err)
-		return
+		a.setFlowContact(nil)
+		return nil
 	}
 	r.flow = fc
-	a.log.Info("sipagent: connected to registrar", "transport", "tcp", "addr", remote, "local", fc.LocalAddr().String())
+	a.setFlowContact(fc)
+	a.log.Info("sipagent: connected to registrar", "transport", strings.ToLower(a.transport), "addr", remote, "local", fc.LocalAddr().String())
+	return nil
 }
 
 // hold waits until the binding needs refreshing, sending keep-alives

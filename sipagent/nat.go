@@ -41,9 +41,9 @@ func observedAddr(res *sip.Response) (netip.AddrPort, bool) {
 // publicAddr is the address our Contact should carry toward the registrar
 // given what it observed, or the zero value when our own address will do.
 // Over UDP we send from the listening socket, so any difference means a
-// NAT. Over TCP our connection leaves from an ephemeral port, so only the
-// IP tells; behind a NAT the Contact then names the connection's public
-// end, which the registrar reaches by reusing that connection.
+// NAT. Over TCP and TLS our connection leaves from an ephemeral port, so
+// only the IP tells; behind a NAT the Contact then names the connection's
+// public end, which the registrar reaches by reusing that connection.
 func publicAddr(local, observed netip.AddrPort, tcp bool) netip.AddrPort {
 	if observed.Addr() == local.Addr() && (tcp || observed.Port() == local.Port()) {
 		return netip.AddrPort{}
@@ -58,7 +58,7 @@ func (a *Agent) learnPublic(ip netip.Addr, res *sip.Response) bool {
 	if !ok {
 		return false
 	}
-	pub := publicAddr(netip.AddrPortFrom(ip, a.addr.Port()), observed, a.transport == "TCP")
+	pub := publicAddr(netip.AddrPortFrom(ip, a.addr.Port()), observed, a.transport != "UDP")
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.public[ip] == pub {

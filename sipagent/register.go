@@ -45,7 +45,7 @@ type registration struct {
 	contact *sip.ContactHeader
 	// addr is where the last successful REGISTER was answered from.
 	addr netip.AddrPort
-	// flow is our connection to the registrar over TCP.
+	// flow is our connection to the registrar over TCP or TLS.
 	flow *flowConn
 	// moved: the last REGISTER's response showed a public address other
 	// than the one in our Contact (sip.nat auto).
@@ -67,6 +67,9 @@ func (a *Agent) registerLoop(ctx context.Context) {
 	// a row, so that a NAT that changes its mapping every time cannot
 	// keep us in a loop.
 	followed := false
+	if !r.waitClock(ctx) {
+		return
+	}
 	for ctx.Err() == nil {
 		if r.state != StateRegistered && r.state != StateRegistering {
 			r.report(StateRegistering, time.Time{}, nil)
@@ -164,11 +167,14 @@ func (r *registration) register(ctx context.Context, expires time.Duration) (tim
 	a := r.a
 	ctx, cancel := context.WithTimeout(ctx, registerTimeout)
 	defer cancel()
+	// Connect first: over TLS our Contact may name the connection.
+	if err := r.connect(ctx); err != nil {
+		return 0, fmt.Errorf("sipagent: register: %w", err)
+	}
 	le, err := a.local(ctx, a.nextHop(a.registrar))
 	if err != nil {
 		return 0, err
 	}
-	r.connect(ctx)
 	req := r.request(sip.REGISTER, le, r.callID)
 	contact := le.dua.ContactHDR.Clone()
 	req.AppendHeader(contact)
@@ -188,6 +194,12 @@ func (r *registration) register(ctx context.Context, expires time.Duration) (tim
 		r.seq = cseq.SeqNo // digest retries used numbers of their own
 	}
 	if err != nil {
+		if r.flow != nil {
+			if why := r.flow.lostBy(); why != nil {
+				// What ended our connection explains the silence.
+				err = fmt.Errorf("%w; connection closed: %w", err, why)
+			}
+		}
 		return 0, fmt.Errorf("sipagent: register: %w", err)
 	}
 	switch {

@@ -58,6 +58,10 @@ func (c *Call) initDialogLocked() error {
 		return fmt.Errorf("sipagent: own offer: %w", err)
 	}
 	c.dlg.caps = MediaOffer{Addr: offered.addr, Codecs: offered.codecs, DTMF: offered.dtmfPT != 0, Ptime: offered.ptime}
+	// Later offers carry the keying the answer chose, not every suite
+	// the first offer listed.
+	offered.crypto = ownSDES(c.media.SRTP)
+	offered.savp = offered.savp && offered.crypto != nil
 	c.dlg.sdp = offered
 	c.dlg.target = c.cs.InviteRequest.Recipient
 	if h := c.cs.InviteResponse.Contact(); h != nil {
@@ -169,6 +173,13 @@ func (c *Call) answerOfferLocked(offer remoteMedia) (localSDP, MediaAnswer, erro
 	if err != nil {
 		return localSDP{}, MediaAnswer{}, err
 	}
+	// A call does not switch between RTP and SRTP: an SRTP call needs
+	// keys in every offer, a plain one ignores them.
+	srtp := c.media.SRTP.Suite != ""
+	var crypto []sdesLine
+	if ans.SRTP, crypto, err = answerSDES(offer, sdesMode{keys: srtp, required: srtp}, c.media.SRTP); err != nil {
+		return localSDP{}, MediaAnswer{}, err
+	}
 	if offer.addr.Addr().IsUnspecified() {
 		// Old-style hold names no address; media keeps its last one.
 		ans.Remote = c.media.Remote
@@ -176,7 +187,7 @@ func (c *Call) answerOfferLocked(offer remoteMedia) (localSDP, MediaAnswer, erro
 	ans.Local = c.media.Local
 	l := c.dlg.sdp.next(localSDP{
 		addr: ans.Local, codecs: []Codec{ans.Codec}, dtmfPT: ans.DTMFPayloadType,
-		ptime: c.dlg.caps.Ptime, dir: ans.Direction,
+		ptime: c.dlg.caps.Ptime, dir: ans.Direction, savp: offer.savp, crypto: crypto,
 	})
 	return l, ans, nil
 }
@@ -187,7 +198,7 @@ func (c *Call) answerOfferLocked(offer remoteMedia) (localSDP, MediaAnswer, erro
 func (c *Call) offerLocked() localSDP {
 	return c.dlg.sdp.next(localSDP{
 		addr: c.media.Local, codecs: []Codec{c.media.Codec}, dtmfPT: c.media.DTMFPayloadType,
-		ptime: c.dlg.caps.Ptime,
+		ptime: c.dlg.caps.Ptime, savp: c.dlg.sdp.savp, crypto: ownSDES(c.media.SRTP),
 	})
 }
 
@@ -387,7 +398,8 @@ func (c *Call) applyAnswer(body []byte, l localSDP) error {
 	rm, err := parseSDP(body)
 	var m MediaAnswer
 	if err == nil {
-		m, err = answerFromPeer(rm, l.codecs, l.dtmfPT != 0)
+		// An SRTP call stays one (see answerOfferLocked).
+		m, err = answerToOffer(rm, l, l.dtmfPT != 0, len(l.crypto) > 0)
 	}
 	if err != nil {
 		return err

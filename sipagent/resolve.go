@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"intercom/sipagent/sipdns"
@@ -215,13 +214,26 @@ func (a *Agent) sendFailover(ctx context.Context, le *localEnd, req *sip.Request
 	return nil, errors.Join(errs...)
 }
 
-// doAuth sends req and answers digest challenges (a second one only for a
-// stale nonce) with the configured credentials.
+// doAuth sends req and answers digest challenges with the configured
+// credentials: the first challenge of each realm, and one more when it
+// says our nonce was stale (RFC 7616 section 3.3).
 func (a *Agent) doAuth(ctx context.Context, le *localEnd, req *sip.Request) (*sip.Response, error) {
 	res, err := le.client.Do(ctx, req)
-	for round := 0; err == nil && a.cfg.Password != "" && round < maxAuthRounds &&
-		(res.StatusCode == sip.StatusUnauthorized || res.StatusCode == sip.StatusProxyAuthRequired); round++ {
-		res, err = le.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: a.cfg.AuthUser, Password: a.cfg.Password})
+	if err != nil || a.cfg.Password == "" {
+		return res, err
 	}
-	return res, err
+	auth := newDigestAuth(a.cfg.AuthUser, a.cfg.Password, &a.nonces)
+	for round := 0; round < maxAuthRounds && isChallenge(res); round++ {
+		retry, err := auth.answer(req, res)
+		if err != nil {
+			return nil, err
+		}
+		if !retry {
+			return res, nil
+		}
+		if res, err = le.client.Do(ctx, req); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
 }

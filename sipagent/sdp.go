@@ -34,6 +34,9 @@ type MediaOffer struct {
 	// Ptime is the packetization we ask the peer to send with (RFC 4566
 	// section 6, "a=ptime"); zero means 20 ms.
 	Ptime time.Duration
+	// SRTP is the policy for SDES-keyed SRTP (audio.srtp); keys are only
+	// ever put in SDP when the agent's signalling is TLS.
+	SRTP SRTPPolicy
 }
 
 // MediaAnswer is the negotiated audio stream of an established call.
@@ -51,6 +54,8 @@ type MediaAnswer struct {
 	// holds us: it only receives), "recvonly" (the peer put us on hold)
 	// or "inactive"; "" means sendrecv.
 	Direction string
+	// SRTP is the call's SDES keying; a zero Suite means plain RTP.
+	SRTP SRTPKeys
 }
 
 // Stream directions (RFC 4566 section 6, RFC 3264 section 5.1).
@@ -128,10 +133,15 @@ type remoteMedia struct {
 	ptime  time.Duration
 	// dir is the peer's direction attribute; "" is sendrecv.
 	dir string
+	// savp is an RTP/SAVP stream; crypto its usable a=crypto lines (RTP/AVP
+	// may carry them too, as best-effort SRTP), in the peer's order.
+	savp   bool
+	crypto []sdesLine
 }
 
-// parseSDP extracts the first usable RTP/AVP audio stream (RFC 4566, RFC
-// 3264 section 5). Errors wrap errSDPSyntax or errSDPUnacceptable.
+// parseSDP extracts the first usable RTP/AVP or RTP/SAVP audio stream (RFC
+// 4566, RFC 3264 section 5, RFC 4568); RTP/SAVP is usable only with an
+// a=crypto line we support. Errors wrap errSDPSyntax or errSDPUnacceptable.
 func parseSDP(body []byte) (remoteMedia, error) {
 	if len(body) == 0 {
 		return remoteMedia{}, fmt.Errorf("%w: empty body", errSDPUnacceptable)
@@ -144,13 +154,19 @@ func parseSDP(body []byte) (remoteMedia, error) {
 	sessionDir := parseDirection(sd.Attributes)
 	var lastErr error = fmt.Errorf("%w: no RTP/AVP audio stream", errSDPUnacceptable)
 	for _, md := range sd.MediaDescriptions {
-		if md.MediaName.Media != "audio" || md.MediaName.Port.Value == 0 ||
-			strings.Join(md.MediaName.Protos, "/") != "RTP/AVP" {
+		proto := strings.Join(md.MediaName.Protos, "/")
+		if md.MediaName.Media != "audio" || md.MediaName.Port.Value == 0 || (proto != "RTP/AVP" && proto != "RTP/SAVP") {
 			continue
 		}
 		rm, err := parseAudio(&sd, md)
 		if err != nil {
 			lastErr = err
+			continue
+		}
+		rm.savp = proto == "RTP/SAVP"
+		rm.crypto = parseCrypto(md.Attributes)
+		if rm.savp && len(rm.crypto) == 0 {
+			lastErr = fmt.Errorf("%w: RTP/SAVP without a usable a=crypto", errSDPUnacceptable)
 			continue
 		}
 		if rm.ptime == 0 {
@@ -288,6 +304,8 @@ type localSDP struct {
 	dtmfPT  uint8
 	ptime   time.Duration
 	dir     string // "" is sendrecv
+	savp    bool   // RTP/SAVP rather than RTP/AVP
+	crypto  []sdesLine
 	id, ver uint64
 }
 
@@ -307,7 +325,8 @@ func (l *localSDP) newSession() error {
 // sameMedia reports whether l and o describe the same stream, o= aside.
 func (l localSDP) sameMedia(o localSDP) bool {
 	return l.addr == o.addr && slices.Equal(l.codecs, o.codecs) && l.dtmfPT == o.dtmfPT &&
-		l.ptime == o.ptime && normDirection(l.dir) == normDirection(o.dir)
+		l.ptime == o.ptime && normDirection(l.dir) == normDirection(o.dir) &&
+		l.savp == o.savp && slices.Equal(l.crypto, o.crypto)
 }
 
 // next is l changed to n's media: the same session, its version raised
@@ -351,9 +370,16 @@ func (l localSDP) marshal() ([]byte, error) {
 			sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/8000", l.dtmfPT)),
 			sdp.NewAttribute("fmtp", fmt.Sprintf("%d 0-16", l.dtmfPT)))
 	}
+	for _, c := range l.crypto {
+		attrs = append(attrs, sdp.NewAttribute("crypto", c.String()))
+	}
 	attrs = append(attrs,
 		sdp.NewAttribute("ptime", strconv.Itoa(int(ptime/time.Millisecond))),
 		sdp.NewPropertyAttribute(dir))
+	protos := []string{"RTP", "AVP"}
+	if l.savp {
+		protos = []string{"RTP", "SAVP"}
+	}
 
 	sd := sdp.SessionDescription{
 		Origin: sdp.Origin{
@@ -368,7 +394,7 @@ func (l localSDP) marshal() ([]byte, error) {
 		MediaDescriptions: []*sdp.MediaDescription{{
 			MediaName: sdp.MediaName{
 				Media: "audio", Port: sdp.RangedPort{Value: int(addr.Port())},
-				Protos: []string{"RTP", "AVP"}, Formats: formats,
+				Protos: protos, Formats: formats,
 			},
 			Attributes: attrs,
 		}},
@@ -389,6 +415,7 @@ func parseLocalSDP(body []byte) (localSDP, error) {
 	}
 	return localSDP{
 		addr: rm.addr, codecs: rm.codecs, dtmfPT: rm.dtmfPT, ptime: rm.ptime, dir: rm.dir,
+		savp: rm.savp, crypto: rm.crypto,
 		id: sd.Origin.SessionID, ver: sd.Origin.SessionVersion,
 	}, nil
 }

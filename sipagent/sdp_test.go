@@ -249,8 +249,14 @@ func TestParseDTMF(t *testing.T) {
 func FuzzParseSDP(f *testing.F) {
 	f.Add(string(withHead("c=IN IP4 192.0.2.1", "t=0 0", "m=audio 4000 RTP/AVP 0 101", "a=rtpmap:101 telephone-event/8000")))
 	f.Add("v=0\r\n")
+	f.Add(string(withHead("c=IN IP4 192.0.2.1", "t=0 0", "m=audio 4000 RTP/SAVP 0",
+		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0|2^31",
+		"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0|1:4")))
 	f.Fuzz(func(t *testing.T, body string) {
 		rm, err := parseSDP([]byte(body))
+		if err == nil && rm.savp && len(rm.crypto) == 0 {
+			t.Errorf("accepted RTP/SAVP without a key")
+		}
 		if err == nil && (len(rm.codecs) == 0 || !rm.addr.IsValid() || rm.addr.Port() == 0) {
 			t.Errorf("accepted unusable media %+v", rm)
 		}

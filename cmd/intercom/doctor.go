@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"intercom/device/config"
 	"intercom/internal/clock"
 	"intercom/media"
+	"intercom/sipagent"
 )
 
 // doctorEnv is everything the doctor's checks take from the machine, so
@@ -366,8 +368,22 @@ func checkRegistrar(ctx context.Context, s config.SIP, r resolver, timeout time.
 	if err != nil {
 		return []result{{fail, fmt.Sprintf("registrar: %s %q: %v", key, server, err), "write " + key + " as host or host:port"}}
 	}
+	q := sipdns.Query{Host: host, Port: port, Transport: s.Transport}
+	var tlsConf *tls.Config
+	if s.Transport == "tls" {
+		// As the SIP agent does: the certificate must name the configured
+		// host.
+		t, err := sipagent.LoadTLS(s.TLS.CA, "", "", s.TLS.ClientCert, s.TLS.ClientKey)
+		if err != nil {
+			return []result{{fail, "registrar: " + err.Error(), "check the files named in sip.tls"}}
+		}
+		tlsConf = &tls.Config{RootCAs: t.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12}
+		if t.ClientCertificate != nil {
+			tlsConf.Certificates = []tls.Certificate{*t.ClientCertificate}
+		}
+	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	targets, err := r.Resolve(rctx, sipdns.Query{Host: host, Port: port, Transport: s.Transport})
+	targets, err := r.Resolve(rctx, q)
 	cancel()
 	if err == nil && len(targets) == 0 {
 		err = errors.New("no addresses")
@@ -382,20 +398,23 @@ func checkRegistrar(ctx context.Context, s config.SIP, r resolver, timeout time.
 	}
 	dns := result{ok, fmt.Sprintf("registrar: %s resolves to %s", host, strings.Join(addrs, ", ")), ""}
 	switch s.Transport {
-	case "udp", "tcp":
+	case "udp", "tcp", "tls":
 	default:
 		return []result{dns, {warn, fmt.Sprintf("registrar: reachability over %s not checked", s.Transport), ""}}
 	}
 	var failures []string
 	for _, addr := range addrs {
-		answer, err := sipOptions(ctx, s.Transport, addr, host, timeout)
+		answer, err := sipOptions(ctx, s.Transport, addr, host, timeout, tlsConf)
 		if err == nil {
 			return []result{dns, {ok, fmt.Sprintf("registrar: %s answers OPTIONS over %s: %s", addr, s.Transport, answer), ""}}
 		}
 		failures = append(failures, fmt.Sprintf("%s: %v", addr, err))
 	}
-	return []result{dns, {fail, fmt.Sprintf("registrar: no SIP answer over %s: %s", s.Transport, strings.Join(failures, "; ")),
-		"check that the PBX runs and listens on " + strings.Join(addrs, " or ") + ", and that no firewall drops SIP"}}
+	fix := "check that the PBX runs and listens on " + strings.Join(addrs, " or ") + ", and that no firewall drops SIP"
+	if tlsConf != nil {
+		fix += "; its certificate must name " + host + " and chain to sip.tls.ca (or the system roots)"
+	}
+	return []result{dns, {fail, fmt.Sprintf("registrar: no SIP answer over %s: %s", s.Transport, strings.Join(failures, "; ")), fix}}
 }
 
 // sipServer splits a server as the SIP agent takes it (host[:port] or a
@@ -421,13 +440,29 @@ func sipServer(s string) (string, int, error) {
 
 // sipOptions sends an OPTIONS to addr and returns the status line of the
 // first SIP response. Over UDP it resends at 500 ms and 1 s, as SIP's
-// timer A does, so that one lost datagram does not fail the check.
-func sipOptions(ctx context.Context, network, addr, host string, timeout time.Duration) (string, error) {
+// timer A does, so that one lost datagram does not fail the check. With
+// tlsConf (network "tls") it talks TLS over TCP.
+func sipOptions(ctx context.Context, network, addr, host string, timeout time.Duration, tlsConf *tls.Config) (string, error) {
 	deadline := time.Now().Add(timeout)
 	d := net.Dialer{Deadline: deadline}
-	conn, err := d.DialContext(ctx, network, addr)
+	dialNet := network
+	if tlsConf != nil {
+		dialNet = "tcp"
+	}
+	conn, err := d.DialContext(ctx, dialNet, addr)
 	if err != nil {
 		return "", err
+	}
+	if tlsConf != nil {
+		hctx, cancel := context.WithDeadline(ctx, deadline)
+		tc := tls.Client(conn, tlsConf)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			conn.Close()
+			return "", fmt.Errorf("tls handshake: %w", err)
+		}
+		conn = tc
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })

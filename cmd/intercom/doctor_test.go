@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
+	"encoding/pem"
 	"errors"
 	"net"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,14 +117,18 @@ func TestCheckNetwork(t *testing.T) {
 }
 
 // fakeResolver knows a few names; like sipdns it lists IPv4 first and
-// takes port 5060 when the query names none.
+// takes port 5060 (5061 for tls) when the query names none.
 type fakeResolver map[string][]netip.Addr
 
 var _ resolver = fakeResolver(nil)
 
 func (f fakeResolver) Resolve(_ context.Context, q sipdns.Query) ([]sipdns.Target, error) {
 	port := q.Port
-	if port == 0 {
+	switch {
+	case port != 0:
+	case q.Transport == "tls":
+		port = 5061
+	default:
 		port = 5060
 	}
 	if ip, err := netip.ParseAddr(q.Host); err == nil {
@@ -258,9 +266,53 @@ func TestCheckRegistrarNone(t *testing.T) {
 	if len(rs) != 1 || rs[0].status != ok || !strings.Contains(rs[0].what, "peer-to-peer") {
 		t.Errorf("got %+v", rs)
 	}
-	rs = checkRegistrar(context.Background(), config.SIP{Transport: "tls", Registrar: "pbx.test"}, pbxResolver, time.Second)
-	if len(rs) != 2 || rs[1].status != warn {
-		t.Errorf("tls: got %+v, want DNS ok and a warning", rs)
+}
+
+// TestCheckRegistrarTLS: over TLS the doctor verifies the registrar's
+// certificate against sip.tls.ca, as the station will.
+func TestCheckRegistrarTLS(t *testing.T) {
+	// httptest's certificate is its own CA and names 127.0.0.1.
+	hs := httptest.NewUnstartedServer(nil)
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: hs.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: hs.TLS.Certificates})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4096)
+			if _, err := c.Read(buf); err == nil {
+				c.Write([]byte("SIP/2.0 200 OK\r\n\r\n"))
+			}
+			c.Close()
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+
+	s := config.SIP{Transport: "tls", Registrar: ln.Addr().String(), TLS: config.SIPTLS{CA: ca}}
+	rs := checkRegistrar(context.Background(), s, pbxResolver, 2*time.Second)
+	if len(rs) != 2 || rs[1].status != ok || !strings.Contains(rs[1].what, "200 OK") {
+		t.Errorf("trusted: got %+v, want reachable over tls", rs)
+	}
+	s.TLS.CA = ""
+	rs = checkRegistrar(context.Background(), s, pbxResolver, 2*time.Second)
+	if len(rs) != 2 || rs[1].status != fail || !strings.Contains(rs[1].what, "certificate") || !strings.Contains(rs[1].fix, "sip.tls.ca") {
+		t.Errorf("system roots: got %+v, want a failure naming the certificate", rs)
+	}
+	s.TLS.CA = filepath.Join(t.TempDir(), "missing.pem")
+	rs = checkRegistrar(context.Background(), s, pbxResolver, 2*time.Second)
+	if len(rs) != 1 || rs[0].status != fail || !strings.Contains(rs[0].what, "tls ca") {
+		t.Errorf("missing ca: got %+v", rs)
 	}
 }
 

@@ -366,12 +366,25 @@ type sipPart struct {
 }
 
 func (s *supervisor) startSIP(cfg *config.Config) (*sipPart, error) {
+	t := cfg.SIP.TLS
+	tlsCfg, err := sipagent.LoadTLS(t.CA, t.Cert, t.Key, t.ClientCert, t.ClientKey)
+	if err != nil {
+		return nil, err
+	}
+	// A board without a real-time clock boots in 1970: no handshake
+	// before the clock is past the build (doctor's check uses it too).
+	tlsCfg.NotBefore = buildTime()
 	agent, err := sipagent.New(sipagent.Config{
-		Transport: cfg.SIP.Transport, Listen: cfg.SIP.Listen, Registrar: cfg.SIP.Registrar,
+		Transport: cfg.SIP.Transport, TLS: tlsCfg, Listen: cfg.SIP.Listen, Registrar: cfg.SIP.Registrar,
 		OutboundProxy: cfg.SIP.OutboundProxy, User: cfg.SIP.User, AuthUser: cfg.SIP.AuthUser,
 		Password: cfg.SIP.Password, DisplayName: cfg.SIP.DisplayName,
 		RegisterExpires: cfg.SIP.RegisterExpires, Keepalive: cfg.SIP.Keepalive, NAT: cfg.SIP.NAT,
-		UserAgent: "intercom/" + version, Logger: s.log.With("component", "sip"),
+		// No version in User-Agent: it would tell scanners which flaws to try.
+		UserAgent: "intercom", Logger: s.log.With("component", "sip"),
+		Defence: sipagent.DefenceConfig{
+			Rate: cfg.SIP.Defence.Rate, Burst: cfg.SIP.Defence.Burst,
+			BlockFor: cfg.SIP.Defence.BlockFor, Scanners: cfg.SIP.Defence.Scanners,
+		},
 	})
 	if err != nil {
 		return nil, err

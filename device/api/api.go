@@ -59,6 +59,19 @@ type Status struct {
 	Audio        *AudioStatus           `json:"audio,omitempty"` // sound-card health, when it is watched
 	// Provisioning is filled in from Station.ProvisioningStatus.
 	Provisioning *ProvisioningStatus `json:"provisioning,omitempty"`
+	// SIPDefence counts what the SIP defence against strangers dropped.
+	SIPDefence *SIPDefenceStatus `json:"sip_defence,omitempty"`
+}
+
+// SIPDefenceStatus counts SIP messages dropped without an answer since
+// start: RateLimited from sources over their rate or blocked, Scanners
+// requests with a scanner's User-Agent; Blocks counts the times a source
+// was blocked, BlockedNow the sources blocked at the moment.
+type SIPDefenceStatus struct {
+	RateLimited uint64 `json:"rate_limited"`
+	Scanners    uint64 `json:"scanners"`
+	Blocks      uint64 `json:"blocks"`
+	BlockedNow  int    `json:"blocked_now"`
 }
 
 // ProvisioningStatus reports the configuration fetcher: its state and
@@ -107,6 +120,11 @@ type MediaStatus struct {
 	RemoteJitterMS     float64 `json:"remote_jitter_ms"`
 	RTCPSent           uint64  `json:"rtcp_sent"`
 	RTCPReceived       uint64  `json:"rtcp_received"`
+	// SRTP is the SDES suite protecting the call, "none" for plain RTP;
+	// SRTPRefused counts SRTP/SRTCP packets that failed authentication
+	// or were replayed.
+	SRTP        string `json:"srtp"`
+	SRTPRefused uint64 `json:"srtp_refused"`
 }
 
 // Registration is the SIP registration part of Status.

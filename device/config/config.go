@@ -53,6 +53,35 @@ type SIP struct {
 	// NAT is auto (use the public address the registrar reports in its
 	// Via received/rport, RFC 3581, in our Contact) or off.
 	NAT string `yaml:"nat"`
+	// TLS names the PEM files of sip.transport tls.
+	TLS SIPTLS `yaml:"tls"`
+	// Defence limits what strangers can make the station do.
+	Defence Defence `yaml:"defence"`
+}
+
+// Defence limits SIP messages from strangers: sources other than the
+// registrar, the outbound proxy and the peer of an answered call.
+type Defence struct {
+	Rate     float64       `yaml:"rate"`      // messages per second per source IP, on average
+	Burst    int           `yaml:"burst"`     // messages at once
+	BlockFor time.Duration `yaml:"block_for"` // ignore a source this long after it went over, or scanned
+	Scanners []string      `yaml:"scanners"`  // extra User-Agent substrings to drop, besides the built-in list
+}
+
+// SIPTLS names the PEM files SIP over TLS uses; each is optional.
+type SIPTLS struct {
+	// CA verifies the registrar's (and every server's) certificate
+	// instead of the system roots.
+	CA string `yaml:"ca"`
+	// Cert and Key let peers open TLS connections to sip.listen; without
+	// them calls arrive only over the station's own connection to the
+	// registrar.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ClientCert and ClientKey are presented to servers that ask for a
+	// client certificate.
+	ClientCert string `yaml:"client_cert"`
+	ClientKey  string `yaml:"client_key"`
 }
 
 // Calls holds the call policy.
@@ -201,6 +230,9 @@ type Audio struct {
 	// for stations whose speaker and microphone sit close together.
 	EchoSuppression bool    `yaml:"echo_suppression"`
 	Prompts         Prompts `yaml:"prompts"`
+	// SRTP is required | optional | off: SDES-keyed SRTP (RFC 4568),
+	// only ever over TLS signalling, since the keys travel in the SDP.
+	SRTP string `yaml:"srtp"`
 }
 
 // Prompts are recorded WAV files (8 kHz mono 16-bit) the door plays
@@ -266,6 +298,7 @@ func Default() *Config {
 			RegisterExpires: 300 * time.Second,
 			Keepalive:       25 * time.Second,
 			NAT:             "auto",
+			Defence:         Defence{Rate: 5, Burst: 20, BlockFor: time.Minute},
 		},
 		Calls: Calls{
 			RingTimeout:         30 * time.Second,
@@ -288,6 +321,7 @@ func Default() *Config {
 			Ptime:    20 * time.Millisecond,
 			Jitter:   Jitter{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond},
 			Ringback: tone.Ringback().String(),
+			SRTP:     "optional",
 		},
 		API:          API{Listen: "127.0.0.1:8080"},
 		Provisioning: Provisioning{Interval: time.Hour, RollbackAfter: 2 * time.Minute, StateDir: "/var/lib/intercom"},

@@ -49,6 +49,15 @@ func TestValidationErrors(t *testing.T) {
 		{"keepalive negative", "sip:\n  keepalive: -1s\n", `t.yaml:2: sip.keepalive: must not be negative, got -1s`},
 		{"nat", "sip:\n  nat: stun\n", `t.yaml:2: sip.nat: "stun" is not one of auto, off`},
 		{"nat empty", "sip:\n  nat: ''\n", `t.yaml:2: sip.nat: "" is not one of auto, off`},
+		{"defence rate", "sip:\n  defence:\n    rate: 0\n", `t.yaml:3: sip.defence.rate: must be a positive number of messages per second, got 0`},
+		{"defence burst", "sip:\n  defence:\n    burst: 0\n", `t.yaml:3: sip.defence.burst: must be at least 1, got 0`},
+		{"defence block_for", "sip:\n  defence:\n    block_for: 0s\n", `t.yaml:3: sip.defence.block_for: must be positive, got 0s`},
+		{"defence scanners", "sip:\n  defence:\n    scanners: [evil, ' ']\n", `t.yaml:3: sip.defence.scanners[1]: must not be empty`},
+		{"tls without tls transport", "sip:\n  tls:\n    ca: /etc/ca.pem\n", `t.yaml:2: sip.tls: only used with sip.transport tls, which is "udp"`},
+		{"tls cert without key", "sip:\n  transport: tls\n  tls:\n    cert: /etc/c.pem\n", `t.yaml:3: sip.tls.key: required with sip.tls.cert`},
+		{"tls client key without cert", "sip:\n  transport: tls\n  tls:\n    client_key: /etc/k.pem\n", `t.yaml:3: sip.tls.client_cert: required with sip.tls.client_key`},
+		{"srtp value", "audio:\n  srtp: maybe\n", `t.yaml:2: audio.srtp: "maybe" is not one of required, optional, off`},
+		{"srtp required without tls", "audio:\n  srtp: required\n", `t.yaml:2: audio.srtp: required needs sip.transport tls, which is "udp"`},
 		// calls
 		{"ring_timeout", "calls:\n  ring_timeout: 0s\n", `t.yaml:2: calls.ring_timeout: must be positive, got 0s`},
 		{"max_duration", "calls:\n  max_duration: -3m\n", `t.yaml:2: calls.max_duration: must be positive, got -3m0s`},
@@ -272,6 +281,7 @@ leds:
 		SIP: SIP{
 			Transport: "udp", Listen: "0.0.0.0:5060", User: "0100", AuthUser: "0100",
 			RegisterExpires: 300 * time.Second, Keepalive: 25 * time.Second, NAT: "auto",
+			Defence: Defence{Rate: 5, Burst: 20, BlockFor: time.Minute},
 		},
 		Calls: Calls{
 			RingTimeout: 30 * time.Second, MaxDuration: 3 * time.Minute, ButtonDuringCall: "hangup",
@@ -287,7 +297,7 @@ leds:
 		Door:   Door{DTMF: []string{"rfc4733", "sip_info"}, Lockout: Lockout{After: 3, For: 5 * time.Minute}},
 		Audio: Audio{
 			Backend: "portaudio", Input: "default", Output: "default", Codecs: []string{"PCMU", "PCMA"},
-			Ptime: 20 * time.Millisecond, Jitter: Jitter{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}, Ringback: "425@1s/4s",
+			Ptime: 20 * time.Millisecond, Jitter: Jitter{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}, Ringback: "425@1s/4s", SRTP: "optional",
 		},
 		API:          API{Listen: "127.0.0.1:8080"},
 		Provisioning: Provisioning{Interval: time.Hour, RollbackAfter: 2 * time.Minute, StateDir: "/var/lib/intercom"},

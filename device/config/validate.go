@@ -49,6 +49,11 @@ func (d *decoder) validate(c *Config) {
 	d.validatePins(c)
 	d.validateDoor(c)
 	d.validateAudio(&c.Audio)
+	if c.Audio.SRTP == "required" && c.SIP.Transport != "tls" {
+		// SDES keys in SDP over plain SIP would be readable by anyone on
+		// the path (RFC 4568 section 8.3).
+		d.errf("audio.srtp", "required needs sip.transport tls, which is %q", c.SIP.Transport)
+	}
 	d.validateAPI(&c.API)
 	d.validateProvisioning(&c.Provisioning)
 }
@@ -67,6 +72,46 @@ func (d *decoder) validateSIP(s *SIP) {
 	}
 	d.nonNegative("sip.keepalive", s.Keepalive)
 	d.oneOf("sip.nat", s.NAT, "auto", "off")
+	d.validateSIPTLS(s)
+	d.validateDefence(&s.Defence)
+}
+
+// validateDefence checks sip.defence; the limits must let some traffic
+// through, or the station could not even be called.
+func (d *decoder) validateDefence(f *Defence) {
+	if !(f.Rate > 0) {
+		d.errf("sip.defence.rate", "must be a positive number of messages per second, got %v", f.Rate)
+	}
+	if f.Burst < 1 {
+		d.errf("sip.defence.burst", "must be at least 1, got %d", f.Burst)
+	}
+	d.positive("sip.defence.block_for", f.BlockFor)
+	for i, s := range f.Scanners {
+		if strings.TrimSpace(s) == "" {
+			d.errf(fmt.Sprintf("sip.defence.scanners[%d]", i), "must not be empty")
+		}
+	}
+}
+
+// validateSIPTLS checks that sip.tls names certificates with their keys,
+// and only for sip.transport tls, where they are used.
+func (d *decoder) validateSIPTLS(s *SIP) {
+	t := s.TLS
+	if t != (SIPTLS{}) && s.Transport != "tls" {
+		d.errf("sip.tls", "only used with sip.transport tls, which is %q", s.Transport)
+		return
+	}
+	for _, p := range []struct{ cert, key, certPath, keyPath string }{
+		{t.Cert, t.Key, "sip.tls.cert", "sip.tls.key"},
+		{t.ClientCert, t.ClientKey, "sip.tls.client_cert", "sip.tls.client_key"},
+	} {
+		switch {
+		case p.cert != "" && p.key == "":
+			d.errf(p.keyPath, "required with %s", p.certPath)
+		case p.cert == "" && p.key != "":
+			d.errf(p.certPath, "required with %s", p.keyPath)
+		}
+	}
 }
 
 func (d *decoder) validateCalls(c *Calls) {
@@ -307,6 +352,7 @@ func (d *decoder) validateDoor(c *Config) {
 
 func (d *decoder) validateAudio(a *Audio) {
 	d.oneOf("audio.backend", a.Backend, "portaudio", "file", "null")
+	d.oneOf("audio.srtp", a.SRTP, "required", "optional", "off")
 	if a.Backend == "file" {
 		for _, f := range []struct{ path, value, what string }{
 			{"audio.input", a.Input, "a WAV file to play (looped)"},

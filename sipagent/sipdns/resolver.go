@@ -41,7 +41,7 @@ type Query struct {
 	Host string
 	// Port is the URI's port; 0 when it has none.
 	Port int
-	// Transport is "udp" or "tcp". It is fixed by the caller, so NAPTR
+	// Transport is "udp", "tcp" or "tls". It is fixed by the caller, so NAPTR
 	// records only name the SRV record for it; a transport parameter in
 	// the URI is not consulted.
 	Transport string
@@ -89,9 +89,11 @@ const (
 	maxCNAMEs = 8
 	// cacheLimit bounds the cache; expired entries go first.
 	cacheLimit = 256
-	// sipPort is the default port of SIP over UDP and TCP (RFC 3261
-	// section 19.1.2), used when neither the URI nor SRV gives one.
-	sipPort = 5060
+	// sipPort and sipsPort are the default ports of SIP over UDP and TCP
+	// and of SIP over TLS (RFC 3261 section 19.1.2), used when neither the
+	// URI nor SRV gives one.
+	sipPort  = 5060
+	sipsPort = 5061
 )
 
 // Resolver resolves SIP hosts; it is safe for concurrent use.
@@ -149,17 +151,21 @@ func New(cfg Config) *Resolver {
 // Resolve returns the targets for q in the order to try them (RFC 3263
 // section 4): an IP literal or an explicit port skips NAPTR and SRV
 // (section 4.2); otherwise the NAPTR records of the host name the SRV
-// record for q.Transport (services SIP+D2U, SIP+D2T), else
-// _sip._udp/_sip._tcp is asked directly; without SRV records (or when the
-// SRV lookups fail) the host's own addresses on port 5060 are used. Each
-// SRV target contributes its addresses in SRV order (RFC 2782).
+// record for q.Transport (services SIP+D2U, SIP+D2T, SIPS+D2T), else
+// _sip._udp, _sip._tcp or _sips._tcp is asked directly; without SRV records
+// (or when the SRV lookups fail) the host's own addresses on port 5060
+// (5061 for TLS) are used. Each SRV target contributes its addresses in SRV
+// order (RFC 2782).
 func (r *Resolver) Resolve(ctx context.Context, q Query) ([]Target, error) {
-	var service, proto string
+	var service, srvPrefix string
+	defaultPort := uint16(sipPort)
 	switch strings.ToLower(q.Transport) {
 	case "udp":
-		service, proto = "SIP+D2U", "_udp"
+		service, srvPrefix = "SIP+D2U", "_sip._udp."
 	case "tcp":
-		service, proto = "SIP+D2T", "_tcp"
+		service, srvPrefix = "SIP+D2T", "_sip._tcp."
+	case "tls":
+		service, srvPrefix, defaultPort = "SIPS+D2T", "_sips._tcp.", sipsPort
 	default:
 		return nil, fmt.Errorf("sipdns: unsupported transport %q", q.Transport)
 	}
@@ -171,7 +177,7 @@ func (r *Resolver) Resolve(ctx context.Context, q Query) ([]Target, error) {
 	}
 	port := uint16(q.Port)
 	if port == 0 {
-		port = sipPort
+		port = defaultPort
 	}
 	host := strings.TrimSuffix(q.Host, ".")
 	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err == nil {
@@ -188,7 +194,7 @@ func (r *Resolver) Resolve(ctx context.Context, q Query) ([]Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fallback := "_sip." + proto + "." + host + "."; !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, fallback) }) {
+	if fallback := srvPrefix + host + "."; !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, fallback) }) {
 		names = append(names, fallback)
 	}
 	var srvErrs []error
@@ -207,7 +213,7 @@ func (r *Resolver) Resolve(ctx context.Context, q Query) ([]Target, error) {
 	}
 	// A failed SRV lookup falls through to the addresses too, so that a
 	// host in the hosts file is found while DNS is down.
-	targets, err := r.hostTargets(ctx, host, sipPort, q.Family)
+	targets, err := r.hostTargets(ctx, host, defaultPort, q.Family)
 	if err != nil {
 		return nil, errors.Join(append(srvErrs, err)...)
 	}

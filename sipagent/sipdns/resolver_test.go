@@ -131,6 +131,23 @@ func TestResolveWithoutSRVUsesAddressesOnPort5060(t *testing.T) {
 	}
 }
 
+func TestResolveTLS(t *testing.T) {
+	f := newFakeDNS(t)
+	pbxZone(f)
+	f.add(
+		srvRR("_sips._tcp.pbx.test.", 10, 0, 5071, "a.pbx.test.", 300),
+		aRR("plain.test.", "192.0.2.7", 300),
+	)
+	r := newTestResolver(t, nil, f.addr())
+	// The SIPS+D2T NAPTR names _sips._tcp; without SRV, TLS's port is 5061.
+	wantTargets(t, resolve(t, r, Query{Host: "pbx.test", Transport: "tls", Family: IPv4}), "a.pbx.test=192.0.2.1:5071")
+	wantTargets(t, resolve(t, r, Query{Host: "plain.test", Transport: "tls"}), "plain.test=192.0.2.7:5061")
+	wantTargets(t, resolve(t, r, Query{Host: "192.0.2.8", Transport: "tls"}), "192.0.2.8=192.0.2.8:5061")
+	if n := f.count("_sips._tcp.plain.test.", dnsmessage.TypeSRV); n != 1 {
+		t.Errorf("_sips._tcp SRV asked %d times, want 1", n)
+	}
+}
+
 func TestResolveExplicitPortSkipsNAPTRAndSRV(t *testing.T) {
 	f := newFakeDNS(t)
 	pbxZone(f)

@@ -1,0 +1,231 @@
+package e2e
+
+// Acceptance 1 of issue 7, its TLS half: registration and a call over TLS
+// through kamailio with a certificate the test makes, and a kamailio whose
+// certificate comes from another CA refused.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+)
+
+// tlsStationYAML is tcpStationYAML over TLS, trusting only CA.
+const tlsStationYAML = `device:
+  name: e2e door tls
+sip:
+  transport: tls
+  listen: {{.SIPListen}}
+  registrar: "{{.Registrar}}"
+  user: "100"
+  password: pw-100
+  register_expires: 300s
+  keepalive: 25s
+  nat: auto
+  tls:
+    ca: {{.CA}}
+{{- if .Cert}}
+    cert: {{.Cert}}
+    key: {{.Key}}
+{{- end}}
+calls:
+  ring_timeout: 20s
+  max_duration: 3m
+  auto_answer:
+    enabled: true
+gpio:
+  driver: sim
+buttons:
+  - name: bell
+    pin: GPIO17
+    active: low
+    pull: up
+    debounce: 30ms
+    call: ["{{.Call}}"]
+relays:
+  - {name: door, pin: GPIO27, active: high, pulse: 1s, max_on: 5s}
+audio:
+  backend: file
+  input: {{.Input}}
+  output: {{.Output}}
+  codecs: [PCMU, PCMA]
+api:
+  listen: {{.API}}
+`
+
+// startTLSKamailio runs kamailio with a TLS port whose certificate (for
+// 127.0.0.1) is issued by ca.
+func startTLSKamailio(t *testing.T, ca *testCA) *kamailio {
+	t.Helper()
+	dir := t.TempDir()
+	cert, key := ca.issue(t, dir, "kamailio")
+	return startKamailio(t, kamailioOptions{RecordRoute: true, TLS: &kamailioTLS{CertPath: cert, KeyPath: key}})
+}
+
+// startTLSStation runs a station registered to k's TLS port as user 100,
+// trusting the CA in caPath; its bell calls 201 at k, over TLS too, its
+// microphone a 440 Hz tone. With own, the station has a server
+// certificate from it for its listening port.
+func startTLSStation(t *testing.T, k *kamailio, caPath string, own *testCA) *station {
+	t.Helper()
+	requireTools(t, "sox")
+	dir := filepath.Join(t.TempDir(), "station")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st := &station{
+		SIPAddr: fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)),
+		API:     fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)),
+		Output:  filepath.Join(dir, "speaker.wav"),
+		Events:  &eventLog{},
+	}
+	input := filepath.Join(dir, "mic.wav")
+	sineWAV(t, input, 440, 10)
+	cert, key := "", ""
+	if own != nil {
+		cert, key = own.issue(t, dir, "station")
+	}
+	st.runTemplate(t, dir, template.Must(template.New("station").Parse(tlsStationYAML)), map[string]any{
+		"SIPListen": st.SIPAddr, "Registrar": k.TLSAddr, "CA": caPath, "Cert": cert, "Key": key,
+		"Call":  fmt.Sprintf("sip:201@%s", k.TLSAddr),
+		"Input": input, "Output": st.Output, "API": strings.TrimPrefix(st.API, "http://"),
+	})
+	return st
+}
+
+// registeredOverTLS is a condition: kamailio's location table holds user's
+// contact with transport=tls.
+func (k *kamailio) registeredOverTLS(user string) func() error {
+	return func() error {
+		if err := k.registered(user)(); err != nil {
+			return err
+		}
+		c, err := k.Contacts()
+		if err != nil {
+			return err
+		}
+		for _, addr := range c[user] {
+			if strings.Contains(addr, "transport=tls") {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s registered as %v, not over tls", user, c[user])
+	}
+}
+
+// registrationError reads the station's registration state and error,
+// which stationStatus leaves out.
+func (st *station) registrationError() (state, msg string, err error) {
+	body, err := st.get("/api/v1/status")
+	if err != nil {
+		return "", "", err
+	}
+	var s struct {
+		Registration struct {
+			State string `json:"state"`
+			Error string `json:"error"`
+		} `json:"registration"`
+	}
+	if err := json.Unmarshal(body, &s); err != nil {
+		return "", "", fmt.Errorf("status: %v: %s", err, body)
+	}
+	return s.Registration.State, s.Registration.Error, nil
+}
+
+// TestTLSRegisterAndCall: the station registers with kamailio over TLS,
+// verifying kamailio's certificate against the test's CA, and its bell
+// rings phone 201 (on UDP) with audio both ways; the signalling to the
+// station, the phone's answer and the BYE included, goes over TLS.
+func TestTLSRegisterAndCall(t *testing.T) {
+	t.Parallel()
+	requirePeers(t)
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "ca")
+	k := startTLSKamailio(t, ca)
+	p := startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
+	st := startTLSStation(t, k, ca.Path, nil)
+	eventually(t, registerTimeout, "station registered over TLS",
+		all(k.registeredOverTLS("100"), st.registrationIs("registered")))
+	if r := st.Status(t).Registration; r.Transport != "tls" || r.Address != k.TLSAddr {
+		t.Errorf("status registration transport %q address %q, want tls and kamailio's %s", r.Transport, r.Address, k.TLSAddr)
+	}
+
+	bellCallWithTones(t, st, p)
+
+	// kamailio routes a call to the station over its TLS connection.
+	mp, ms := p.Events.mark(), st.Events.mark()
+	p.Dial(t, k.URI("100"))
+	p.Events.waitFor(t, mp, "CALL_ESTABLISHED", 10*time.Second)
+	eventually(t, 5*time.Second, "station in the incoming call", st.callIs("active"))
+	st.Events.waitFor(t, ms, "answered", 5*time.Second)
+	p.Hangup(t)
+	eventually(t, 5*time.Second, "station idle", st.callIs("idle"))
+}
+
+// TestTLSUnknownCARefused: kamailio's certificate is signed by a CA the
+// station does not trust: registration fails naming the certificate, and
+// nothing registers.
+func TestTLSUnknownCARefused(t *testing.T) {
+	t.Parallel()
+	requirePeers(t)
+	dir := t.TempDir()
+	trusted := newTestCA(t, dir, "trusted")
+	other := newTestCA(t, dir, "other")
+	k := startTLSKamailio(t, other)
+	st := startTLSStation(t, k, trusted.Path, nil)
+	eventually(t, registerTimeout, "registration failed over the certificate", func() error {
+		state, msg, err := st.registrationError()
+		if err != nil {
+			return err
+		}
+		if state != "failed" || !strings.Contains(msg, "certificate") {
+			return fmt.Errorf("registration %q, error %q", state, msg)
+		}
+		return nil
+	})
+	c, err := k.Contacts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c) != 0 {
+		t.Errorf("kamailio has registrations %v", c)
+	}
+}
+
+// TestTLSStationCertificate: with a server certificate the station
+// registers its listening address, and kamailio opens a TLS connection to
+// it for a call from the phone.
+func TestTLSStationCertificate(t *testing.T) {
+	t.Parallel()
+	requirePeers(t)
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "ca")
+	k := startTLSKamailio(t, ca)
+	p := startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
+	st := startTLSStation(t, k, ca.Path, ca)
+	contact := "@" + st.SIPAddr + ";transport=tls"
+	eventually(t, registerTimeout, "station registered its listening address over TLS", all(st.registrationIs("registered"), func() error {
+		c, err := k.Contacts()
+		if err != nil {
+			return err
+		}
+		for _, addr := range c["100"] {
+			if strings.Contains(addr, contact) {
+				return nil
+			}
+		}
+		return fmt.Errorf("100 registered as %v, want a contact with %s", c["100"], contact)
+	}))
+
+	mp, ms := p.Events.mark(), st.Events.mark()
+	p.Dial(t, k.URI("100"))
+	p.Events.waitFor(t, mp, "CALL_ESTABLISHED", 10*time.Second)
+	eventually(t, 5*time.Second, "station in the incoming call", st.callIs("active"))
+	st.Events.waitFor(t, ms, "answered", 5*time.Second)
+	hangupWithTones(t, st, p, mp)
+}
