@@ -8,8 +8,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"text/template"
@@ -20,25 +18,10 @@ import (
 // bell calls user at k.
 func startSRTPStation(t *testing.T, k *kamailio, caPath, user, policy string) *station {
 	t.Helper()
-	requireTools(t, "sox")
-	dir := filepath.Join(t.TempDir(), "station")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	st := &station{
-		SIPAddr: fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)),
-		API:     fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)),
-		Output:  filepath.Join(dir, "speaker.wav"),
-		Events:  &eventLog{},
-	}
-	input := filepath.Join(dir, "mic.wav")
-	sineWAV(t, input, 440, 10)
+	st, dir, data := newFileStation(t)
 	yaml := strings.Replace(tlsStationYAML, "  codecs: [PCMU, PCMA]\n", "  codecs: [PCMU, PCMA]\n  srtp: "+policy+"\n", 1)
-	st.runTemplate(t, dir, template.Must(template.New("station").Parse(yaml)), map[string]any{
-		"SIPListen": st.SIPAddr, "Registrar": k.TLSAddr, "CA": caPath,
-		"Call":  fmt.Sprintf("sip:%s@%s", user, k.TLSAddr),
-		"Input": input, "Output": st.Output, "API": strings.TrimPrefix(st.API, "http://"),
-	})
+	data["Registrar"], data["CA"], data["Call"] = k.TLSAddr, caPath, fmt.Sprintf("sip:%s@%s", user, k.TLSAddr)
+	st.runTemplate(t, dir, template.Must(template.New("station").Parse(yaml)), data)
 	return st
 }
 
@@ -108,7 +91,7 @@ func TestSRTPCallToBaresip(t *testing.T) {
 	srtpPhone(t, p, k, "202", "srtp-mand")
 	st := startSRTPStation(t, k, ca.Path, "202", "required")
 	eventually(t, registerTimeout, "station registered over TLS",
-		all(k.registeredOverTLS("100"), st.registrationIs("registered")))
+		all(k.registeredOver("100", "tls"), st.registrationIs("registered")))
 
 	mp := bellAnswered(t, st, p)
 	eventually(t, 10*time.Second, "SRTP flowing on the bell call", st.srtpFlowing())
@@ -136,7 +119,7 @@ func TestSRTPRequiredRefusesPlainPhone(t *testing.T) {
 	p := startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
 	st := startSRTPStation(t, k, ca.Path, "201", "required")
 	eventually(t, registerTimeout, "station registered over TLS",
-		all(k.registeredOverTLS("100"), st.registrationIs("registered")))
+		all(k.registeredOver("100", "tls"), st.registrationIs("registered")))
 
 	mp, ms := p.Events.mark(), st.Events.mark()
 	p.Dial(t, k.URI("100"))
@@ -164,7 +147,7 @@ func TestSRTPOptionalBestEffort(t *testing.T) {
 	srtpPhone(t, p, k, "202", "srtp")
 	st := startSRTPStation(t, k, ca.Path, "202", "optional")
 	eventually(t, registerTimeout, "station registered over TLS",
-		all(k.registeredOverTLS("100"), st.registrationIs("registered")))
+		all(k.registeredOver("100", "tls"), st.registrationIs("registered")))
 	mp := bellAnswered(t, st, p)
 	eventually(t, 10*time.Second, "SRTP flowing on the bell call", st.srtpFlowing())
 	hangupWithTones(t, st, p, mp)

@@ -26,7 +26,11 @@ sip:
   register_expires: 300s
   keepalive: 25s
   nat: auto
-calls:
+` + fileStationYAML
+
+// fileStationYAML is the part of the e2e station configs after sip: a
+// bell on GPIO17 calling {{.Call}}, the file audio backend, the API.
+const fileStationYAML = `calls:
   ring_timeout: 20s
   max_duration: 3m
   auto_answer:
@@ -51,9 +55,10 @@ api:
   listen: {{.API}}
 `
 
-// startTCPStation runs a station registered to k over TCP as user 100,
-// its bell calling 201 at k, its microphone a 440 Hz tone.
-func startTCPStation(t *testing.T, k *kamailio) *station {
+// newFileStation prepares a station that runs in its own directory with
+// free SIP and API ports and a 440 Hz tone as its microphone; data holds
+// what fileStationYAML and a sip section with {{.SIPListen}} need.
+func newFileStation(t *testing.T) (*station, string, map[string]any) {
 	t.Helper()
 	requireTools(t, "sox")
 	dir := filepath.Join(t.TempDir(), "station")
@@ -68,16 +73,25 @@ func startTCPStation(t *testing.T, k *kamailio) *station {
 	}
 	input := filepath.Join(dir, "mic.wav")
 	sineWAV(t, input, 440, 10)
-	st.runTemplate(t, dir, template.Must(template.New("station").Parse(tcpStationYAML)), map[string]any{
-		"SIPListen": st.SIPAddr, "Registrar": k.Addr, "Call": k.URI("201"),
-		"Input": input, "Output": st.Output, "API": strings.TrimPrefix(st.API, "http://"),
-	})
+	return st, dir, map[string]any{
+		"SIPListen": st.SIPAddr, "Input": input, "Output": st.Output,
+		"API": strings.TrimPrefix(st.API, "http://"),
+	}
+}
+
+// startTCPStation runs a station registered to k over TCP as user 100,
+// its bell calling 201 at k, its microphone a 440 Hz tone.
+func startTCPStation(t *testing.T, k *kamailio) *station {
+	t.Helper()
+	st, dir, data := newFileStation(t)
+	data["Registrar"], data["Call"] = k.Addr, k.URI("201")
+	st.runTemplate(t, dir, template.Must(template.New("station").Parse(tcpStationYAML)), data)
 	return st
 }
 
-// registeredOverTCP is a condition: kamailio's location table holds user's
-// contact with transport=tcp.
-func (k *kamailio) registeredOverTCP(user string) func() error {
+// registeredOver is a condition: kamailio's location table holds user's
+// contact with transport=transport.
+func (k *kamailio) registeredOver(user, transport string) func() error {
 	return func() error {
 		if err := k.registered(user)(); err != nil {
 			return err
@@ -87,11 +101,11 @@ func (k *kamailio) registeredOverTCP(user string) func() error {
 			return err
 		}
 		for _, addr := range c[user] {
-			if strings.Contains(addr, "transport=tcp") {
+			if strings.Contains(addr, "transport="+transport) {
 				return nil
 			}
 		}
-		return fmt.Errorf("%s registered as %v, not over tcp", user, c[user])
+		return fmt.Errorf("%s registered as %v, not over %s", user, c[user], transport)
 	}
 }
 
@@ -153,7 +167,7 @@ func TestTCPRegisterCallAndReconnect(t *testing.T) {
 	p := startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
 	st := startTCPStation(t, k)
 	eventually(t, registerTimeout, "station registered over TCP",
-		all(k.registeredOverTCP("100"), st.registrationIs("registered")))
+		all(k.registeredOver("100", "tcp"), st.registrationIs("registered")))
 	if r := st.Status(t).Registration; r.Transport != "tcp" || r.Address != k.Addr {
 		t.Errorf("status registration transport %q address %q, want tcp and kamailio's %s", r.Transport, r.Address, k.Addr)
 	}
@@ -165,7 +179,7 @@ func TestTCPRegisterCallAndReconnect(t *testing.T) {
 	// The restart lost every binding; the phone's comes back only at its
 	// own refresh, the station's at once.
 	eventually(t, 30*time.Second, "station registered again over TCP after the restart",
-		all(k.registeredOverTCP("100"), st.registrationIs("registered")))
+		all(k.registeredOver("100", "tcp"), st.registrationIs("registered")))
 
 	// kamailio routes a call to the station's TCP contact.
 	mp, ms := p.Events.mark(), st.Events.mark()

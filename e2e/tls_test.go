@@ -7,8 +7,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"text/template"
@@ -33,30 +31,7 @@ sip:
     cert: {{.Cert}}
     key: {{.Key}}
 {{- end}}
-calls:
-  ring_timeout: 20s
-  max_duration: 3m
-  auto_answer:
-    enabled: true
-gpio:
-  driver: sim
-buttons:
-  - name: bell
-    pin: GPIO17
-    active: low
-    pull: up
-    debounce: 30ms
-    call: ["{{.Call}}"]
-relays:
-  - {name: door, pin: GPIO27, active: high, pulse: 1s, max_on: 5s}
-audio:
-  backend: file
-  input: {{.Input}}
-  output: {{.Output}}
-  codecs: [PCMU, PCMA]
-api:
-  listen: {{.API}}
-`
+` + fileStationYAML
 
 // startTLSKamailio runs kamailio with a TLS port whose certificate (for
 // 127.0.0.1) is issued by ca.
@@ -73,49 +48,15 @@ func startTLSKamailio(t *testing.T, ca *testCA) *kamailio {
 // certificate from it for its listening port.
 func startTLSStation(t *testing.T, k *kamailio, caPath string, own *testCA) *station {
 	t.Helper()
-	requireTools(t, "sox")
-	dir := filepath.Join(t.TempDir(), "station")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	st := &station{
-		SIPAddr: fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)),
-		API:     fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)),
-		Output:  filepath.Join(dir, "speaker.wav"),
-		Events:  &eventLog{},
-	}
-	input := filepath.Join(dir, "mic.wav")
-	sineWAV(t, input, 440, 10)
+	st, dir, data := newFileStation(t)
 	cert, key := "", ""
 	if own != nil {
 		cert, key = own.issue(t, dir, "station")
 	}
-	st.runTemplate(t, dir, template.Must(template.New("station").Parse(tlsStationYAML)), map[string]any{
-		"SIPListen": st.SIPAddr, "Registrar": k.TLSAddr, "CA": caPath, "Cert": cert, "Key": key,
-		"Call":  fmt.Sprintf("sip:201@%s", k.TLSAddr),
-		"Input": input, "Output": st.Output, "API": strings.TrimPrefix(st.API, "http://"),
-	})
+	data["Registrar"], data["CA"], data["Cert"], data["Key"] = k.TLSAddr, caPath, cert, key
+	data["Call"] = fmt.Sprintf("sip:201@%s", k.TLSAddr)
+	st.runTemplate(t, dir, template.Must(template.New("station").Parse(tlsStationYAML)), data)
 	return st
-}
-
-// registeredOverTLS is a condition: kamailio's location table holds user's
-// contact with transport=tls.
-func (k *kamailio) registeredOverTLS(user string) func() error {
-	return func() error {
-		if err := k.registered(user)(); err != nil {
-			return err
-		}
-		c, err := k.Contacts()
-		if err != nil {
-			return err
-		}
-		for _, addr := range c[user] {
-			if strings.Contains(addr, "transport=tls") {
-				return nil
-			}
-		}
-		return fmt.Errorf("%s registered as %v, not over tls", user, c[user])
-	}
 }
 
 // registrationError reads the station's registration state and error,
@@ -150,7 +91,7 @@ func TestTLSRegisterAndCall(t *testing.T) {
 	p := startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
 	st := startTLSStation(t, k, ca.Path, nil)
 	eventually(t, registerTimeout, "station registered over TLS",
-		all(k.registeredOverTLS("100"), st.registrationIs("registered")))
+		all(k.registeredOver("100", "tls"), st.registrationIs("registered")))
 	if r := st.Status(t).Registration; r.Transport != "tls" || r.Address != k.TLSAddr {
 		t.Errorf("status registration transport %q address %q, want tls and kamailio's %s", r.Transport, r.Address, k.TLSAddr)
 	}

@@ -110,11 +110,6 @@ func (a *Agent) tlsConfigs(serverName string) (client, server *tls.Config) {
 	return client, server
 }
 
-// Secure reports whether the call's signalling travels over TLS on our
-// hop, which is what may carry SDES keys (RFC 4568 section 8.3). It says
-// nothing about hops beyond the registrar or proxy.
-func (c *Call) Secure() bool { return c.a.transport == "TLS" }
-
 // setFlowContact makes our Contact toward the registrar name our end of
 // the TLS connection fc when we have no server certificate: nobody could
 // complete a handshake on our listening port, while a registrar (or PBX)

@@ -413,9 +413,6 @@ func TestTLSIncomingOverRegistrationConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := waitEvent[IncomingCall](t, a)
-	if !in.Call.Secure() {
-		t.Error("a call over TLS is not Secure")
-	}
 	if err := in.Call.Reject(sip.StatusBusyHere, "Busy Here"); err != nil {
 		t.Fatal(err)
 	}
@@ -459,11 +456,11 @@ func TestTLSListener(t *testing.T) {
 	}
 }
 
-func TestSecureOnlyOverTLS(t *testing.T) {
+func TestSecureSignallingOnlyOverTLS(t *testing.T) {
 	for tr, want := range map[string]bool{"UDP": false, "TCP": false, "TLS": true} {
-		c := &Call{a: &Agent{transport: tr}}
-		if c.Secure() != want {
-			t.Errorf("%s: Secure %v", tr, !want)
+		a := &Agent{transport: tr}
+		if a.secureSignalling() != want {
+			t.Errorf("%s: secureSignalling %v", tr, !want)
 		}
 	}
 }
