@@ -24,10 +24,10 @@ const (
 	// floodRate is each sipp's requests per second; three of them (INVITE,
 	// OPTIONS, REGISTER) make the 2,000 per second.
 	floodRate = 667
-	// floodFor is 20 s, not the 60 s, to keep CI short: the
-	// defence blocks the source within its first burst, so a longer flood
-	// only repeats the same second. INTERCOM_FLOOD_SECONDS overrides it.
-	floodFor = 20 * time.Second
+	// floodFor is the 60 s; INTERCOM_FLOOD_SECONDS overrides it
+	// (the defence blocks the source within its first burst, so a shorter
+	// flood mostly repeats the same second, quicker).
+	floodFor = 60 * time.Second
 	// rtpSlack is how much further the station's RTP spacing may stray
 	// from 20 ms at the 99th percentile during the flood than before it.
 	rtpSlack = 5 * time.Millisecond
