@@ -19,8 +19,8 @@ import (
 func startSRTPStation(t *testing.T, k *kamailio, caPath, user, policy string) *station {
 	t.Helper()
 	st, dir, data := newFileStation(t)
-	yaml := strings.Replace(tlsStationYAML, "  codecs: [PCMU, PCMA]\n", "  codecs: [PCMU, PCMA]\n  srtp: "+policy+"\n", 1)
-	data["Registrar"], data["CA"], data["Call"] = k.TLSAddr, caPath, fmt.Sprintf("sip:%s@%s", user, k.TLSAddr)
+	yaml := strings.Replace(streamStationYAML, "  codecs: [PCMU, PCMA]\n", "  codecs: [PCMU, PCMA]\n  srtp: "+policy+"\n", 1)
+	data["Transport"], data["Registrar"], data["CA"], data["Call"] = "tls", k.TLSAddr, caPath, fmt.Sprintf("sip:%s@%s", user, k.TLSAddr)
 	st.runTemplate(t, dir, template.Must(template.New("station").Parse(yaml)), data)
 	return st
 }

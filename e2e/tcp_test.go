@@ -13,12 +13,14 @@ import (
 	"time"
 )
 
-// tcpStationYAML is testdata/station.yaml.tmpl with sip.transport tcp and
-// a registration interval far above the reconnect bound.
-const tcpStationYAML = `device:
-  name: e2e door tcp
+// streamStationYAML is testdata/station.yaml.tmpl over {{.Transport}}
+// (tcp or tls) with a registration interval far above the reconnect
+// bound; with {{.CA}} set, TLS trusts only that CA, and {{.Cert}} gives
+// the station a server certificate.
+const streamStationYAML = `device:
+  name: e2e door {{.Transport}}
 sip:
-  transport: tcp
+  transport: {{.Transport}}
   listen: {{.SIPListen}}
   registrar: "{{.Registrar}}"
   user: "100"
@@ -26,6 +28,14 @@ sip:
   register_expires: 300s
   keepalive: 25s
   nat: auto
+{{- if .CA}}
+  tls:
+    ca: {{.CA}}
+{{- if .Cert}}
+    cert: {{.Cert}}
+    key: {{.Key}}
+{{- end}}
+{{- end}}
 ` + fileStationYAML
 
 // fileStationYAML is the part of the e2e station configs after sip: a
@@ -84,8 +94,8 @@ func newFileStation(t *testing.T) (*station, string, map[string]any) {
 func startTCPStation(t *testing.T, k *kamailio) *station {
 	t.Helper()
 	st, dir, data := newFileStation(t)
-	data["Registrar"], data["Call"] = k.Addr, k.URI("201")
-	st.runTemplate(t, dir, template.Must(template.New("station").Parse(tcpStationYAML)), data)
+	data["Transport"], data["Registrar"], data["Call"] = "tcp", k.Addr, k.URI("201")
+	st.runTemplate(t, dir, template.Must(template.New("station").Parse(streamStationYAML)), data)
 	return st
 }
 

@@ -13,26 +13,6 @@ import (
 	"time"
 )
 
-// tlsStationYAML is tcpStationYAML over TLS, trusting only CA.
-const tlsStationYAML = `device:
-  name: e2e door tls
-sip:
-  transport: tls
-  listen: {{.SIPListen}}
-  registrar: "{{.Registrar}}"
-  user: "100"
-  password: pw-100
-  register_expires: 300s
-  keepalive: 25s
-  nat: auto
-  tls:
-    ca: {{.CA}}
-{{- if .Cert}}
-    cert: {{.Cert}}
-    key: {{.Key}}
-{{- end}}
-` + fileStationYAML
-
 // startTLSKamailio runs kamailio with a TLS port whose certificate (for
 // 127.0.0.1) is issued by ca.
 func startTLSKamailio(t *testing.T, ca *testCA) *kamailio {
@@ -53,9 +33,9 @@ func startTLSStation(t *testing.T, k *kamailio, caPath string, own *testCA) *sta
 	if own != nil {
 		cert, key = own.issue(t, dir, "station")
 	}
-	data["Registrar"], data["CA"], data["Cert"], data["Key"] = k.TLSAddr, caPath, cert, key
+	data["Transport"], data["Registrar"], data["CA"], data["Cert"], data["Key"] = "tls", k.TLSAddr, caPath, cert, key
 	data["Call"] = fmt.Sprintf("sip:201@%s", k.TLSAddr)
-	st.runTemplate(t, dir, template.Must(template.New("station").Parse(tlsStationYAML)), data)
+	st.runTemplate(t, dir, template.Must(template.New("station").Parse(streamStationYAML)), data)
 	return st
 }
 

@@ -15,15 +15,22 @@ import (
 // registration and returns the latter.
 func registered(t *testing.T, a *Agent) RegistrationChanged {
 	t.Helper()
+	return registrationOutcome(t, a, StateRegistered)
+}
+
+// registrationOutcome skips registering events and returns the next
+// registration event, which must be in state want.
+func registrationOutcome(t *testing.T, a *Agent, want string) RegistrationChanged {
+	t.Helper()
 	for {
 		e := waitEvent[RegistrationChanged](t, a)
 		switch e.State {
 		case StateRegistering:
 			continue
-		case StateRegistered:
+		case want:
 			return e
 		}
-		t.Fatalf("event %+v, want registered", e)
+		t.Fatalf("event %+v, want %s", e, want)
 	}
 }
 

@@ -157,21 +157,6 @@ func nextHello(t *testing.T, hellos <-chan tlsHello) tlsHello {
 	}
 }
 
-// registrationFailed waits for a failed registration and returns it.
-func registrationFailed(t *testing.T, a *Agent) RegistrationChanged {
-	t.Helper()
-	for {
-		e := waitEvent[RegistrationChanged](t, a)
-		switch e.State {
-		case StateRegistering:
-			continue
-		case StateFailed:
-			return e
-		}
-		t.Fatalf("event %+v, want failed", e)
-	}
-}
-
 func TestTLSRegisterVerifiesNameAndSendsSNI(t *testing.T) {
 	ca := newTestCA(t, "pbx CA")
 	reg, hellos := newTLSRegistrar(t, ca.issue(t, "pbx.test"), nil, okWith("300"))
@@ -287,7 +272,7 @@ func TestTLSUnknownCARefused(t *testing.T) {
 		Transport: "tls", Registrar: reg.addr.String(), User: "100",
 		TLS: TLS{RootCAs: trusted.pool}, Clock: clocktest.New(time.Now()),
 	})
-	e := registrationFailed(t, a)
+	e := registrationOutcome(t, a, StateFailed)
 	if e.Err == nil || !strings.Contains(e.Err.Error(), "certificate") {
 		t.Errorf("registration error %v, want one about the certificate", e.Err)
 	}
@@ -309,7 +294,7 @@ func TestTLSWrongNameRefused(t *testing.T) {
 		Transport: "tls", Registrar: "pbx.test", User: "100", Resolver: res,
 		TLS: TLS{RootCAs: ca.pool}, Clock: clocktest.New(time.Now()),
 	})
-	if e := registrationFailed(t, a); e.Err == nil || !strings.Contains(e.Err.Error(), "certificate") {
+	if e := registrationOutcome(t, a, StateFailed); e.Err == nil || !strings.Contains(e.Err.Error(), "certificate") {
 		t.Errorf("registration error %v, want one about the certificate", e.Err)
 	}
 }
@@ -325,7 +310,7 @@ func TestTLSClientCertificate(t *testing.T) {
 		Transport: "tls", Registrar: reg.addr.String(), User: "100",
 		TLS: TLS{RootCAs: ca.pool}, Clock: clocktest.New(time.Now()),
 	})
-	if e := registrationFailed(t, a); e.Err == nil || !strings.Contains(e.Err.Error(), "certificate") {
+	if e := registrationOutcome(t, a, StateFailed); e.Err == nil || !strings.Contains(e.Err.Error(), "certificate") {
 		t.Errorf("registration error %v, want one about the certificate", e.Err)
 	}
 	if h := nextHello(t, hellos); h.err == nil {
