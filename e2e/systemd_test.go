@@ -93,6 +93,7 @@ func TestSystemdNotify(t *testing.T) {
 			if m == "STOPPING=1" {
 				if err := <-exited; err != nil {
 					t.Errorf("exit after SIGTERM: %v", err)
+					dumpFile(t, "station", log.Name())
 				}
 				return
 			}
