@@ -117,8 +117,14 @@ func (s *supervisor) run(ctx context.Context, cfg, local *config.Config) error {
 			}
 			return fmt.Errorf("station: %w", errOrStopped(s.stn.err))
 		case <-s.sip.done:
+			if ctx.Err() != nil {
+				return nil // the agent saw ctx end first
+			}
 			return fmt.Errorf("sip: %w", errOrStopped(s.sip.err))
 		case err := <-s.api.doneCh():
+			if ctx.Err() != nil {
+				return nil // the listener saw ctx end first
+			}
 			return fmt.Errorf("api: %w", err)
 		case req := <-s.applies:
 			err := s.reconfigure(ctx, req.cfg)
