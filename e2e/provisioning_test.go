@@ -448,9 +448,7 @@ func TestProvisioningRefusesBadDocuments(t *testing.T) {
 		if s.Provisioning.Refused != refused {
 			t.Errorf("%s: provisioning.refused %d; want %d", c.name, s.Provisioning.Refused, refused)
 		}
-		if got := n.requestsFor(t, m, st.DocURI); len(got) == 0 || got[0].Status != 200 {
-			t.Errorf("%s: nginx saw %v; want the document served", c.name, got)
-		}
+		eventually(t, 2*time.Second, c.name+": nginx served the document", n.served(m, st.DocURI, 200))
 		if es := st.Events.since(ev, "provisioned"); len(es) > 0 {
 			t.Errorf("%s: a bad document was applied: %s", c.name, es[0].Raw)
 		}
