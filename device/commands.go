@@ -194,7 +194,7 @@ func (s *Station) WriteMetrics(ctx context.Context, w io.Writer) error {
 	ms := []metric{
 		{"intercom_calls_outgoing_total", "Calls placed by the station.", "counter", float64(m.callsOut.Load())},
 		{"intercom_calls_incoming_total", "Calls answered by the station.", "counter", float64(m.callsIn.Load())},
-		{"intercom_calls_refused_total", "Incoming calls refused by the allow-list.", "counter", float64(m.callsRefused.Load())},
+		{"intercom_calls_refused_total", "Incoming calls refused: caller not allowed, or media the station cannot answer.", "counter", float64(m.callsRefused.Load())},
 		{"intercom_door_opened_total", "Relay pulses that opened a door.", "counter", float64(m.doorsOpened.Load())},
 		{"intercom_codes_rejected_total", "Door code attempts rejected.", "counter", float64(m.codesRejected.Load())},
 		{"intercom_lockouts_total", "Door code lockouts started.", "counter", float64(m.lockouts.Load())},

@@ -58,6 +58,7 @@ type Call interface {
 	ID() string
 	Remote() string
 	Media() sipagent.MediaAnswer
+	Negotiate(local sipagent.MediaOffer) error
 	Accept(ctx context.Context, local sipagent.MediaOffer) (sipagent.MediaAnswer, error)
 	Reject(code int, reason string) error
 	Hangup(ctx context.Context) error
@@ -548,6 +549,12 @@ func (s *Station) onIncoming(ev IncomingEvent) {
 		s.rejectAsync(call, 403, "Forbidden")
 		return
 	}
+	if err := call.Negotiate(s.offer(netip.AddrPort{})); err != nil {
+		s.metrics.callsRefused.Add(1)
+		s.log.Info("refused call whose media we cannot answer", "from", ev.From, "err", err)
+		s.rejectAsync(call, 488, sipagent.NotAcceptableReason(err))
+		return
+	}
 	stream, err := s.openMedia()
 	if err != nil {
 		s.fail("open media", err)
@@ -561,7 +568,7 @@ func (s *Station) onIncoming(ev IncomingEvent) {
 	ctx, cancel := context.WithCancel(s.runCtx)
 	s.cancelCall = cancel
 	s.watch(gen, call)
-	offer := s.offer(stream)
+	offer := s.offer(stream.LocalAddr())
 	answer := func() {
 		s.wg.Go(func() {
 			ans, err := call.Accept(ctx, offer)
@@ -895,7 +902,7 @@ func (s *Station) rejectAsync(call Call, code int, reason string) {
 	})
 }
 
-func (s *Station) offer(stream Stream) sipagent.MediaOffer {
+func (s *Station) offer(local netip.AddrPort) sipagent.MediaOffer {
 	var codecs []sipagent.Codec
 	for _, name := range s.cfg.Audio.Codecs {
 		switch name {
@@ -906,7 +913,7 @@ func (s *Station) offer(stream Stream) sipagent.MediaOffer {
 		}
 	}
 	return sipagent.MediaOffer{
-		Addr:   stream.LocalAddr(),
+		Addr:   local,
 		Codecs: codecs,
 		DTMF:   s.dtmfAllowed("rfc4733"),
 		Ptime:  s.cfg.Audio.Ptime,

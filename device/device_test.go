@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 type fakeCall struct {
 	id       string
 	remote   string
+	refuse   error // what Negotiate says
 	accepted chan sipagent.MediaOffer
 	rejected chan int
 	hungup   chan struct{}
@@ -43,6 +45,7 @@ func (c *fakeCall) Remote() string { return c.remote }
 func (c *fakeCall) Media() sipagent.MediaAnswer {
 	return sipagent.MediaAnswer{Codec: sipagent.Codec{Name: "PCMU"}, DTMFPayloadType: 101}
 }
+func (c *fakeCall) Negotiate(sipagent.MediaOffer) error { return c.refuse }
 func (c *fakeCall) Accept(ctx context.Context, o sipagent.MediaOffer) (sipagent.MediaAnswer, error) {
 	c.accepted <- o
 	return c.Media(), nil
@@ -116,11 +119,15 @@ func (s *fakeStream) Run(ctx context.Context, _ sipagent.MediaAnswer, onDigit fu
 
 type fakeMedia struct {
 	stream    *fakeStream
+	opens     atomic.Int32
 	mu        sync.Mutex
 	announced []string
 }
 
-func (m *fakeMedia) Open(netip.Addr) (Stream, error) { return m.stream, nil }
+func (m *fakeMedia) Open(netip.Addr) (Stream, error) {
+	m.opens.Add(1)
+	return m.stream, nil
+}
 func (m *fakeMedia) Announce(spec tone.Spec, _ time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -459,6 +466,28 @@ func TestIncomingCallPolicy(t *testing.T) {
 	}
 	friend.end()
 	h.expectEvent("hangup")
+}
+
+// A call whose offer the station cannot answer (no codec in common, the
+// SRTP policy not met) is refused before it rings: no ringing event, no
+// sound card opened.
+func TestUnanswerableOfferRefusedBeforeRinging(t *testing.T) {
+	h := newHarness(t, testYAML)
+	plain := newFakeCall("p")
+	plain.refuse = errors.New("sipagent: negotiate: SRTP required")
+	h.sip <- IncomingEvent{Call: plain, From: "sip:201@pbx"}
+	if code := rejectedCode(t, plain); code != 488 {
+		t.Fatalf("call we cannot answer got %d; want 488", code)
+	}
+	h.noEvent("ringing")
+	if n := h.media.opens.Load(); n != 0 {
+		t.Fatalf("media opened %d times for a refused call", n)
+	}
+
+	ok := newFakeCall("o")
+	h.sip <- IncomingEvent{Call: ok, From: "sip:201@pbx"}
+	h.expectEvent("ringing")
+	<-ok.accepted
 }
 
 func TestEmptyAllowListAcceptsOnlyTheRegistrar(t *testing.T) {

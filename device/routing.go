@@ -131,7 +131,7 @@ func (s *Station) ringNext(gen uint64) {
 		Targets:     group,
 		Parallel:    out.parallel,
 		RingTimeout: timeout,
-		Media:       s.offer(out.stream),
+		Media:       s.offer(out.stream.LocalAddr()),
 		OnRinging: func(target string) {
 			s.post(func() {
 				if s.ringing(gen, attempt) {

@@ -127,8 +127,10 @@ func TestSRTPRequiredRefusesPlainPhone(t *testing.T) {
 	if ev := p.Events.since(mp, "CALL_CLOSED"); len(ev) == 0 || !strings.Contains(ev[0].Raw, "SRTP Required") {
 		t.Errorf("phone's call closed with %v, want the reason SRTP Required", ev)
 	}
-	if ev := st.Events.since(ms, "answered"); len(ev) != 0 {
-		t.Errorf("station answered: %v", ev)
+	for _, name := range []string{"ringing", "answered"} {
+		if ev := st.Events.since(ms, name); len(ev) != 0 {
+			t.Errorf("station emitted %s for a call it cannot take: %v", name, ev)
+		}
 	}
 	eventually(t, 5*time.Second, "station idle", st.callIs("idle"))
 }

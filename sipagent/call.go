@@ -112,16 +112,9 @@ func (c *Call) Accept(ctx context.Context, local MediaOffer) (MediaAnswer, error
 	if c.ss == nil {
 		return MediaAnswer{}, errors.New("sipagent: accept: not an incoming call")
 	}
-	ans, err := answerFor(c.offer, local)
-	var crypto []sdesLine
-	if err == nil {
-		var mode sdesMode
-		if mode, err = c.a.sdesMode(local.SRTP); err == nil {
-			ans.SRTP, crypto, err = answerSDES(c.offer, mode, SRTPKeys{})
-		}
-	}
+	ans, crypto, err := c.answer(local)
 	if err != nil {
-		if rerr := c.Reject(sip.StatusNotAcceptableHere, notAcceptableReason(err)); rerr != nil {
+		if rerr := c.Reject(sip.StatusNotAcceptableHere, NotAcceptableReason(err)); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 		return MediaAnswer{}, fmt.Errorf("sipagent: accept: %w", err)
@@ -167,6 +160,37 @@ func (c *Call) Accept(ctx context.Context, local MediaOffer) (MediaAnswer, error
 		})
 		return MediaAnswer{}, ctx.Err()
 	}
+}
+
+// Negotiate checks, without answering, that Accept with local can answer
+// the call's offer: a codec in common and the SRTP policy met. A station
+// calls it to refuse a call it cannot take (488 with NotAcceptableReason)
+// before ringing anyone.
+func (c *Call) Negotiate(local MediaOffer) error {
+	if c.ss == nil {
+		return errors.New("sipagent: negotiate: not an incoming call")
+	}
+	if _, _, err := c.answer(local); err != nil {
+		return fmt.Errorf("sipagent: negotiate: %w", err)
+	}
+	return nil
+}
+
+// answer negotiates the answer to the call's offer.
+func (c *Call) answer(local MediaOffer) (MediaAnswer, []sdesLine, error) {
+	ans, err := answerFor(c.offer, local)
+	if err != nil {
+		return MediaAnswer{}, nil, err
+	}
+	mode, err := c.a.sdesMode(local.SRTP)
+	if err != nil {
+		return MediaAnswer{}, nil, err
+	}
+	var crypto []sdesLine
+	if ans.SRTP, crypto, err = answerSDES(c.offer, mode, SRTPKeys{}); err != nil {
+		return MediaAnswer{}, nil, err
+	}
+	return ans, crypto, nil
 }
 
 // decide hands a provisional or failure response to the INVITE's owner

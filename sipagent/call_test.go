@@ -142,6 +142,28 @@ func TestAcceptWithoutCommonCodecRejects488(t *testing.T) {
 	}
 }
 
+// Negotiate only checks: the call stays pending, so the station can still
+// reject it with the reason or answer it.
+func TestNegotiateChecksWithoutAnswering(t *testing.T) {
+	door := startAgent(t, Config{User: "door"})
+	flat := startAgent(t, Config{User: "flat"})
+	res := dialAsync(context.Background(), door, DialRequest{Targets: []string{target("flat", flat)}, Media: offer(40000, false, "PCMU")})
+	in := waitEvent[IncomingCall](t, flat)
+	err := in.Call.Negotiate(offer(41000, false, "PCMA"))
+	if !errors.Is(err, errSDPUnacceptable) || NotAcceptableReason(err) != "Not Acceptable Here" {
+		t.Fatalf("Negotiate without a common codec: %v (reason %q)", err, NotAcceptableReason(err))
+	}
+	if err := in.Call.Negotiate(offer(41000, false, "PCMA", "PCMU")); err != nil {
+		t.Fatalf("Negotiate with a common codec: %v", err)
+	}
+	if _, err := in.Call.Accept(context.Background(), offer(41000, false, "PCMU")); err != nil {
+		t.Fatalf("Accept after Negotiate: %v", err)
+	}
+	if r := waitDial(t, res); r.err != nil {
+		t.Fatalf("Dial: %v", r.err)
+	}
+}
+
 func TestParallelDialCancelsTheOthers(t *testing.T) {
 	door := startAgent(t, Config{User: "door"})
 	a := startAgent(t, Config{User: "a"})

@@ -92,9 +92,9 @@ var (
 	errSRTPUnavailable = fmt.Errorf("%w: SRTP not available (audio.srtp off, or SIP not over TLS)", errSDPUnacceptable)
 )
 
-// notAcceptableReason is a 488's reason phrase, telling the caller when
-// SRTP is why.
-func notAcceptableReason(err error) string {
+// NotAcceptableReason is the reason phrase of a 488 for err from Negotiate
+// or Accept, telling the caller when SRTP is why.
+func NotAcceptableReason(err error) string {
 	switch {
 	case errors.Is(err, errSRTPRequired), errors.Is(err, errSRTPInsecure):
 		return "Not Acceptable Here: SRTP Required"

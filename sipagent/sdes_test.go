@@ -189,8 +189,8 @@ func TestSDESPolicy(t *testing.T) {
 		}
 		switch {
 		case tc.reason != "":
-			if err == nil || notAcceptableReason(err) != tc.reason {
-				t.Errorf("%s: error %v (reason %q), want %q", tc.name, err, notAcceptableReason(err), tc.reason)
+			if err == nil || NotAcceptableReason(err) != tc.reason {
+				t.Errorf("%s: error %v (reason %q), want %q", tc.name, err, NotAcceptableReason(err), tc.reason)
 			}
 		case err != nil:
 			t.Errorf("%s: %v", tc.name, err)
