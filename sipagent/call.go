@@ -269,20 +269,41 @@ func (c *Call) hangup(ctx context.Context, reason string) error {
 
 // bye sends BYE to the remote target as the dialog's last target refresh
 // left it (RFC 3261 section 12.2.1.1), through sipgo's session, which adds
-// the route set.
+// the route set. A BYE the PBX challenges goes again with credentials.
 func (c *Call) bye(ctx context.Context) error {
 	c.mu.Lock()
 	ready, target := c.dlg.ready, c.dlg.target
 	c.mu.Unlock()
+	var err error
 	switch {
 	case !ready && c.cs != nil:
-		return c.cs.Bye(ctx)
+		err = c.cs.Bye(ctx)
 	case !ready:
-		return c.ss.Bye(ctx)
+		err = c.ss.Bye(ctx)
 	case c.cs != nil:
-		return c.cs.WriteBye(ctx, sip.NewRequest(sip.BYE, *target.Clone()))
+		err = c.cs.WriteBye(ctx, sip.NewRequest(sip.BYE, *target.Clone()))
+	default:
+		err = c.ss.WriteBye(ctx, sip.NewRequest(sip.BYE, *target.Clone()))
 	}
-	return c.ss.WriteBye(ctx, sip.NewRequest(sip.BYE, *target.Clone()))
+	var de sipgo.ErrDialogResponse
+	if !errors.As(err, &de) || !isChallenge(de.Res) || c.a.cfg.Password == "" {
+		return err
+	}
+	c.mu.Lock()
+	if ierr := c.initDialogLocked(); ierr != nil {
+		c.mu.Unlock()
+		return err
+	}
+	target = *c.dlg.target.Clone()
+	c.mu.Unlock()
+	res, err := c.withCredentials(ctx, sip.NewRequest(sip.BYE, target), de.Res)
+	if err != nil {
+		return err
+	}
+	if !res.IsSuccess() {
+		return &StatusError{Target: c.remote, Code: res.StatusCode, Reason: res.Reason}
+	}
+	return nil
 }
 
 func (c *Call) isEnded() bool {

@@ -457,6 +457,81 @@ func TestDialAuthenticatesInvite(t *testing.T) {
 	_ = r.call.Hangup(context.Background())
 }
 
+// A PBX may challenge requests inside a call: the hangup's BYE is sent
+// again with credentials, with the next CSeq, and the call ends.
+func TestByeAnswersChallenge(t *testing.T) {
+	var peer *rawPeer
+	var mu sync.Mutex
+	var ss *sipgo.DialogServerSession
+	byes := make(chan *sip.Request, 2)
+	p := newRawPeer(t, func(srv *sipgo.Server) {
+		srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+			mu.Lock()
+			p := peer // the race detector cannot see the socket order
+			mu.Unlock()
+			dua := sipgo.DialogUA{Client: p.client, ContactHDR: sip.ContactHeader{Address: mustURI(t, "sip:flat@"+p.addr.String())}}
+			s, err := dua.ReadInvite(req, tx)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			ss = s
+			mu.Unlock()
+			body, _ := buildSDP(netip.MustParseAddrPort("127.0.0.1:42000"), []Codec{{"PCMU", 0}}, 0, 0)
+			_ = s.RespondSDP(body)
+		})
+		srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ss != nil {
+				_ = ss.ReadAck(req, tx)
+			}
+		})
+		srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+			byes <- req.Clone()
+			if req.GetHeader("Authorization") == nil {
+				res := sip.NewResponseFromRequest(req, 401, "Unauthorized", nil)
+				res.AppendHeader(sip.NewHeader("WWW-Authenticate", `Digest realm="pbx", nonce="bye"`))
+				_ = tx.Respond(res)
+				return
+			}
+			if err := checkDigest(req, "auth-door", "pbx", "bye", "pw"); err != nil {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 403, err.Error(), nil))
+				return
+			}
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		})
+	})
+	mu.Lock()
+	peer = p
+	mu.Unlock()
+	door := startAgent(t, Config{User: "door", AuthUser: "auth-door", Password: "pw"})
+	r := waitDial(t, dialAsync(context.Background(), door, DialRequest{
+		Targets: []string{"sip:flat@" + peer.addr.String()}, Media: offer(40000, false, "PCMU"),
+	}))
+	if r.err != nil {
+		t.Fatalf("Dial: %v", r.err)
+	}
+	if err := r.call.Hangup(context.Background()); err != nil {
+		t.Fatalf("Hangup: %v", err)
+	}
+	first, second := <-byes, <-byes
+	if second.GetHeader("Authorization") == nil {
+		t.Fatal("second BYE without credentials")
+	}
+	if first.CSeq().SeqNo+1 != second.CSeq().SeqNo {
+		t.Errorf("BYE CSeq %d then %d; want the next number", first.CSeq().SeqNo, second.CSeq().SeqNo)
+	}
+	if n := len(second.GetHeaders("Route")); n != len(first.GetHeaders("Route")) {
+		t.Errorf("second BYE has %d Route headers, the first %d", n, len(first.GetHeaders("Route")))
+	}
+	select {
+	case <-r.call.Done():
+	case <-time.After(waitLong):
+		t.Fatal("call not ended")
+	}
+}
+
 func TestShutdownEndsCalls(t *testing.T) {
 	door := startAgent(t, Config{User: "door"})
 	flat, stop := runAgent(t, Config{User: "flat"})

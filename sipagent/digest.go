@@ -444,8 +444,10 @@ func (d *digestAuth) answer(req *sip.Request, res *sip.Response) (retry bool, er
 		}
 		d.answered[c.key] = creds[i]
 	}
-	req.RemoveHeader("Authorization")
-	req.RemoveHeader("Proxy-Authorization")
+	for req.RemoveHeader("Authorization") {
+	}
+	for req.RemoveHeader("Proxy-Authorization") {
+	}
 	for _, k := range d.order {
 		name := "Authorization"
 		if k.proxy {

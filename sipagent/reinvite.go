@@ -578,12 +578,43 @@ func (c *Call) answered(res *sip.Response, l localSDP) {
 
 // do sends an in-dialog request through sipgo's session, which adds the
 // dialog's headers and route set (RFC 3261 section 12.2.1.1), and waits
-// for the final response.
+// for the final response; a challenge is answered with credentials.
 func (c *Call) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	res, err := c.send(ctx, req)
+	if err != nil || !isChallenge(res) || c.a.cfg.Password == "" {
+		return res, err
+	}
+	return c.withCredentials(ctx, req, res)
+}
+
+func (c *Call) send(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	if c.cs != nil {
 		return c.cs.Do(ctx, req)
 	}
 	return c.ss.Do(ctx, req)
+}
+
+// withCredentials answers the challenge res to the in-dialog request req
+// and sends it again, as long as challenges come that it can answer (RFC
+// 3261 section 22.2: a PBX may challenge requests inside a call too).
+func (c *Call) withCredentials(ctx context.Context, req *sip.Request, res *sip.Response) (*sip.Response, error) {
+	auth := newDigestAuth(c.a.cfg.AuthUser, c.a.cfg.Password, &c.a.nonces)
+	for round := 0; round < maxAuthRounds && isChallenge(res); round++ {
+		retry, err := auth.answer(req, res)
+		if err != nil {
+			return nil, err
+		}
+		if !retry {
+			return res, nil
+		}
+		// The session adds the route set to every request it sends.
+		for req.RemoveHeader("Route") {
+		}
+		if res, err = c.send(ctx, req); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
 }
 
 // ackReinvite ACKs the 2xx to our re-INVITE (RFC 3261 section 13.2.2.4);
