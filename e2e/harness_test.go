@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -119,18 +120,24 @@ func reserve(ports []int) map[int]bool {
 // freePorts returns the first of n consecutive ports that are free for both
 // UDP and TCP on 127.0.0.1 (baresip listens on UDP and TCP at its SIP port
 // and on TLS at the next one). Ports handed out once are never handed out
-// again by this process, so parallel tests do not collide.
+// again by this process, so parallel tests do not collide. They come from
+// portBand when there is one.
 func freePorts(t testing.TB, n int) int {
 	t.Helper()
 	portMu.Lock()
 	defer portMu.Unlock()
 	for range 200 {
-		probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: loopback})
-		if err != nil {
-			t.Fatalf("free port: %v", err)
+		base := 0
+		if lo := portBand(); lo > 0 {
+			base = lo + rand.IntN(65535-n-lo+1)
+		} else {
+			probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: loopback})
+			if err != nil {
+				t.Fatalf("free port: %v", err)
+			}
+			base = probe.LocalAddr().(*net.UDPAddr).Port
+			probe.Close()
 		}
-		base := probe.LocalAddr().(*net.UDPAddr).Port
-		probe.Close()
 		if base+n > 65535 {
 			continue
 		}
@@ -148,6 +155,29 @@ func freePorts(t testing.TB, n int) int {
 	t.Fatalf("free port: no %d consecutive free ports found", n)
 	return 0
 }
+
+// portBand is the lowest port of the band freePorts draws from: above the
+// kernel's ephemeral range and above the RTP ports that baresip (1024-49152)
+// and the station (16384-32766) pick at random. A port between being handed
+// out and its owner binding it is free to anyone, and in that band no
+// parallel test's peer takes it for a connection, a socket bound to port 0
+// or its RTP. It is 0 when the band holds fewer than 1000 ports; freePorts
+// then takes the kernel's ephemeral ports.
+var portBand = sync.OnceValue(func() int {
+	lo, hi := 0, 0
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		return 0
+	}
+	band := max(hi, 49152) + 1
+	if 65535-band < 1000 {
+		return 0
+	}
+	return band
+})
 
 func portFree(port int) bool {
 	u, err := net.ListenUDP("udp4", &net.UDPAddr{IP: loopback, Port: port})

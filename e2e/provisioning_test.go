@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -77,13 +78,30 @@ func startWithDocument(t *testing.T, user string) (*kamailio, *nginx, string, *p
 
 // registeredByDocument starts kamailio, nginx serving the station's
 // document (user 100 with the right password) and a station whose local
-// file has a wrong one, and waits until the document registered it.
+// file has a wrong one, and waits until the document registered it. nginx
+// logs a request after its response went out: its log line is awaited too,
+// so that it cannot land after a mark the test takes next.
 func registeredByDocument(t *testing.T) (*kamailio, *nginx, string, *provStation) {
 	t.Helper()
 	k, n, mac, st := startWithDocument(t, "100")
 	eventually(t, 20*time.Second, "station registered with its document", all(
-		k.registered("100"), st.registrationIs("registered"), st.provStateIs(provisioning.StateApplied)))
+		k.registered("100"), st.registrationIs("registered"), st.provStateIs(provisioning.StateApplied),
+		n.served(0, st.DocURI, 200)))
+	st.settled()
 	return k, n, mac, st
+}
+
+// settled gives the "provisioned" event of the document applied at start a
+// moment to arrive: the station publishes it just after its status says
+// applied, so it could land after the test's next mark. It is not awaited
+// as a condition: a quick station publishes it before the test subscribed.
+func (st *provStation) settled() {
+	_ = poll(2*time.Second, func() error {
+		if len(st.Events.since(0, "provisioned")) == 0 {
+			return errors.New("no provisioned event yet")
+		}
+		return nil
+	})
 }
 
 // opts.Server's https://127.0.0.1:PORT/{mac}.yaml.
@@ -336,6 +354,7 @@ func TestProvisioningFetchApplyRegister(t *testing.T) {
 		t.Errorf("provisioning status after applying: %+v", *s.Provisioning)
 	}
 	reg := oneBinding(t, k, "150")
+	st.settled()
 
 	m, ev := n.mark(t), st.Events.mark()
 	st.check(t)
@@ -405,8 +424,10 @@ func TestProvisioningRefusesBadDocuments(t *testing.T) {
 
 	st := startProvisionedStation(t, provOptions{Registrar: k, Server: n, User: "100", Password: "wrong", PublicKey: pub})
 	eventually(t, 20*time.Second, "station registered with the signed document", all(
-		k.registered("100"), st.registrationIs("registered"), st.provStateIs(provisioning.StateApplied)))
+		k.registered("100"), st.registrationIs("registered"), st.provStateIs(provisioning.StateApplied),
+		n.served(0, st.DocURI, 200)))
 	reg := oneBinding(t, k, "100")
+	st.settled()
 
 	cases := []struct {
 		name   string
