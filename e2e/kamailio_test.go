@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"text/template"
@@ -36,6 +37,9 @@ type kamailioOptions struct {
 	// are not SHA-256 is refused with 403 "Weak Digest"; with AuthInvite,
 	// INVITEs get a SHA-256 407.
 	DigestSHA256 bool
+	// AuthBye challenges the BYEs of user 100 (the station) with 407, as
+	// PBXs that authenticate requests inside a call do.
+	AuthBye bool
 }
 
 // kamailioTLS is the server certificate and key of kamailio's TLS port.
@@ -104,7 +108,7 @@ func startKamailio(t testing.TB, opts kamailioOptions) *kamailio {
 		"Addr": k.Addr, "CtlSocket": k.ctl,
 		"AuthInvite": opts.AuthInvite, "RecordRoute": opts.RecordRoute, "Redirect": redirect, "TCP": opts.TCP,
 		"TLSAddr": k.TLSAddr, "TLSConfig": tlsConfig,
-		"DigestSHA256": opts.DigestSHA256,
+		"DigestSHA256": opts.DigestSHA256, "AuthBye": opts.AuthBye,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +156,23 @@ func (k *kamailio) kamcmd(args ...string) (string, error) {
 		return string(out), fmt.Errorf("kamcmd %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
+}
+
+// stat is one of kamailio's counters, by name (kamcmd
+// stats.get_statistics rcv_requests_bye prints
+// "core:rcv_requests_bye = N").
+func (k *kamailio) stat(t testing.TB, name string) int {
+	t.Helper()
+	out, err := k.kamcmd("stats.get_statistics", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, v, ok := strings.Cut(strings.TrimSpace(out), "=")
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if !ok || err != nil {
+		t.Fatalf("kamailio statistic %s: %q", name, out)
+	}
+	return n
 }
 
 // Contacts returns the registered contacts by AoR (user), from ul.dump.

@@ -71,11 +71,12 @@ func TestRegisterAndIncomingCall(t *testing.T) {
 
 // TestBellCallsTwoPhonesParallel: the bell rings two phones at once through
 // kamailio; the first to answer gets the call, the other sees it cancelled;
-// audio flows both ways until the API hangs up.
+// audio flows both ways until the API hangs up, with a BYE that kamailio
+// challenges.
 func TestBellCallsTwoPhonesParallel(t *testing.T) {
 	t.Parallel()
 	requirePeers(t)
-	k := startKamailio(t, kamailioOptions{AuthInvite: true, RecordRoute: true})
+	k := startKamailio(t, kamailioOptions{AuthInvite: true, RecordRoute: true, AuthBye: true})
 	// Both phones answer only when told, so the test decides who is first.
 	p1 := startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
 	p2 := startPhone(t, phoneOptions{User: "202", Registrar: k, ToneHz: 600})
@@ -105,8 +106,13 @@ func TestBellCallsTwoPhonesParallel(t *testing.T) {
 	st.Events.waitFor(t, ms, "answered", 5*time.Second)
 
 	eventually(t, 15*time.Second, "201 hears the door for 3s", p1.heard(3*time.Second))
+	byes := k.stat(t, "rcv_requests_bye")
 	st.postOK(t, "/api/v1/hangup", nil)
 	p1.Events.waitFor(t, m1, "CALL_CLOSED", 10*time.Second)
+	// The first BYE got a 407; the one with credentials reached 201.
+	if n := k.stat(t, "rcv_requests_bye") - byes; n < 2 {
+		t.Errorf("kamailio received %d BYEs from the station; want the challenged one and one with credentials", n)
+	}
 	eventually(t, 5*time.Second, "station idle", st.callIs("idle"))
 	st.Events.waitFor(t, ms, "hangup", 5*time.Second)
 
