@@ -120,6 +120,12 @@ type Agent struct {
 	srv *sipgo.Server
 	dns dnsState // RFC 3263 resolution and failover (resolve.go)
 	def *defence // rate limits and scanner filter (defence.go)
+	// renewAfter is how many source changes a UDP serve sees before it is
+	// renewed, renewGrace how long reading pauses first (serveUDP);
+	// udpRenewAfter and udpRenewGrace, tests change them.
+	renewAfter int
+	renewGrace time.Duration
+	renewals   atomic.Uint64
 	// nonces counts digest nonce use across requests (RFC 7616 section
 	// 3.4; digest.go).
 	nonces nonceCounts
@@ -225,6 +231,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.def = def
+	a.renewAfter, a.renewGrace = udpRenewAfter, udpRenewGrace
 	listen := cfg.Listen
 	if listen == "" {
 		listen = defaultListen
@@ -407,9 +414,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		// Until ServeUDP registers the listener in sipgo's connection pool,
 		// requests bound to the listening address would try to bind it
 		// again; register it first so that requests can go out at once.
-		local := a.udp.LocalAddr().String()
-		a.ua.TransportLayer().Pool("udp").Add(local, &sip.UDPConnection{PacketConn: a.udp, PacketAddr: local, Listener: true})
-		go func() { serveDone <- a.srv.ServeUDP(a.def.packetConn(a.udp)) }()
+		a.addUDPListener()
+		go func() { serveDone <- a.serveUDP() }()
 	} else {
 		go a.flows.acceptLoop()
 		if a.transport == "TLS" {
@@ -476,6 +482,58 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.wg.Wait()
 	return serveErr
+}
+
+const (
+	// udpRenewAfter bounds the remote addresses sipgo remembers on the
+	// UDP socket, about 100 bytes each (see serveUDP).
+	udpRenewAfter = 10000
+	// udpRenewGrace lets the requests a serve has read find their source's
+	// connection: sipgo looks it up in a goroutine of its own per request,
+	// and the serve's end removes it.
+	udpRenewGrace = 250 * time.Millisecond
+)
+
+// addUDPListener puts the listening socket in sipgo's connection pool, so
+// that requests go out on it.
+func (a *Agent) addUDPListener() {
+	local := a.udp.LocalAddr().String()
+	a.ua.TransportLayer().Pool("udp").Add(local, &sip.UDPConnection{PacketConn: a.udp, PacketAddr: local, Listener: true})
+}
+
+// serveUDP runs sipgo on the listening socket until the socket closes.
+// sipgo's UDP transport remembers every source address a datagram came
+// from until its serve ends, so a stranger that sends from ever new ports,
+// slowly enough to pass the defence, would grow it without bound. Once a
+// serve has seen renewAfter source changes and no call is up, it stops
+// reading for renewGrace, ends, and a new one starts on the same socket;
+// datagrams wait in the socket meanwhile. Transactions under way keep the
+// old serve's connection, which still writes to the socket.
+func (a *Agent) serveUDP() error {
+	for {
+		fc := a.def.packetConn(a.udp, func(changes int) bool {
+			if changes < a.renewAfter || a.callsUp() {
+				return false
+			}
+			t := a.clk.NewTimer(a.renewGrace)
+			<-t.C()
+			// Ending the serve takes its connection out of the pool; the
+			// one put in first keeps requests going out meanwhile.
+			a.addUDPListener()
+			return true
+		})
+		if err := a.srv.ServeUDP(fc); err != nil || !fc.ended {
+			return err
+		}
+		a.renewals.Add(1)
+		a.log.Debug("sipagent: UDP serve renewed", "sources", fc.changes)
+	}
+}
+
+func (a *Agent) callsUp() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.calls) > 0
 }
 
 // track runs f as work owned by the running agent; false if it is not

@@ -311,24 +311,43 @@ func (d *defence) rawScanner(msg []byte) bool {
 type filterConn struct {
 	*net.UDPConn
 	d *defence
+	// end, when set, is asked before each read whether this serve should
+	// end, given the times the source changed: sipgo remembers each new
+	// source address of a serve until the serve ends. Only the reading
+	// goroutine touches end, last, changes and ended.
+	end     func(changes int) bool
+	last    netip.AddrPort
+	changes int
+	ended   bool
 }
 
 var _ net.PacketConn = (*filterConn)(nil)
 
-// packetConn wraps the listening socket for sipgo's ServeUDP.
-func (d *defence) packetConn(c *net.UDPConn) net.PacketConn {
-	return &filterConn{UDPConn: c, d: d}
+// packetConn wraps the listening socket for one of sipgo's serves on it;
+// end is filterConn.end.
+func (d *defence) packetConn(c *net.UDPConn, end func(changes int) bool) *filterConn {
+	return &filterConn{UDPConn: c, d: d, end: end}
 }
 
 // ReadFrom returns the next datagram the defence admits. A dropped one
-// allocates nothing: a flood makes no garbage.
+// allocates nothing: a flood makes no garbage. When end says so, it
+// reports the connection closed instead, which ends sipgo's serve; the
+// socket stays open.
 func (c *filterConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	if c.end != nil && c.end(c.changes) {
+		c.ended = true
+		return 0, nil, net.ErrClosed
+	}
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(b)
 		if err != nil {
 			return n, nil, err
 		}
 		if c.d.admit(from.Addr(), c.d.rawScanner(b[:n])) {
+			if from != c.last {
+				c.last = from
+				c.changes++
+			}
 			return n, net.UDPAddrFromAddrPort(from), nil
 		}
 	}

@@ -191,7 +191,7 @@ func TestFilterConnDropsBeforeSipgo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c := d.packetConn(ln)
+	c := d.packetConn(ln, nil)
 	send := func(ip net.IP, msg string) {
 		s, err := net.DialUDP("udp4", &net.UDPAddr{IP: ip}, ln.LocalAddr().(*net.UDPAddr))
 		if err != nil {
@@ -353,5 +353,54 @@ func TestAgentDropsStrangersUnanswered(t *testing.T) {
 	}
 	if st := a.DefenceStats(); st.Scanners != 1 || st.RateLimited != 2 || st.BlockedNow != 2 {
 		t.Fatalf("stats %+v, want 1 scanner, 2 rate-limited, 2 blocked now", st)
+	}
+}
+
+// A stranger sending from ever new ports, within its rate, leaves sipgo's
+// pool of remote addresses bounded: the serve is renewed on the same
+// socket, and requests are still answered after it.
+func TestUDPServeRenewedForgetsSources(t *testing.T) {
+	a, stop := runAgent(t, Config{Defence: DefenceConfig{Rate: 1e6, Burst: 1e6}}, func(a *Agent) {
+		// The grace covers the request read just before a renewal, here
+		// under the race detector.
+		a.renewAfter, a.renewGrace = 20, 500*time.Millisecond
+	})
+	t.Cleanup(stop)
+	if e := waitEvent[RegistrationChanged](t, a); e.State != StateDisabled {
+		t.Fatalf("first event %+v, want disabled", e)
+	}
+	pool := a.ua.TransportLayer().Pool("udp")
+	buf := make([]byte, 4096)
+	for i := range 100 {
+		c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, net.UDPAddrFromAddrPort(a.Addr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := c.LocalAddr().String()
+		msg := fmt.Sprintf("OPTIONS sip:100@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-r%d\r\nMax-Forwards: 70\r\n"+
+			"From: <sip:x@%s>;tag=1\r\nTo: <sip:100@%s>\r\nCall-ID: r%d\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+			a.Addr(), local, i, local, a.Addr(), i)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SetReadDeadline(time.Now().Add(waitLong)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := c.Read(buf)
+		c.Close()
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if !strings.HasPrefix(string(buf[:n]), "SIP/2.0 200 ") {
+			t.Fatalf("request %d answered %q", i, buf[:n])
+		}
+	}
+	// Each serve remembers at most renewAfter sources (plus the socket's
+	// own entry); without renewals the pool would hold all 100.
+	if n := pool.Size(); n > 25 {
+		t.Errorf("sipgo's UDP pool holds %d addresses after 100 sources; want at most 25", n)
+	}
+	if r := a.renewals.Load(); r < 4 {
+		t.Errorf("%d renewals for 100 sources, renewing after 20", r)
 	}
 }

@@ -37,8 +37,9 @@ func startAgent(t *testing.T, cfg Config) *Agent {
 	return a
 }
 
-// runAgent starts an agent; stop ends Run and checks its result.
-func runAgent(t *testing.T, cfg Config) (*Agent, func()) {
+// runAgent starts an agent, after setup if given; stop ends Run and
+// checks its result.
+func runAgent(t *testing.T, cfg Config, setup ...func(*Agent)) (*Agent, func()) {
 	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
@@ -49,6 +50,9 @@ func runAgent(t *testing.T, cfg Config) (*Agent, func()) {
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	for _, f := range setup {
+		f(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
