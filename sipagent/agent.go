@@ -116,10 +116,11 @@ type Agent struct {
 	proxy     *sip.Uri      // nil: no outbound proxy
 	domain    string        // host part of our address-of-record
 
-	ua  *sipgo.UserAgent
-	srv *sipgo.Server
-	dns dnsState // RFC 3263 resolution and failover (resolve.go)
-	def *defence // rate limits and scanner filter (defence.go)
+	ua   *sipgo.UserAgent
+	srv  *sipgo.Server
+	dns  dnsState  // RFC 3263 resolution and failover (resolve.go)
+	def  *defence  // rate limits and scanner filter (defence.go)
+	late lateForks // our INVITEs' forks, for late 2xx (dial.go)
 	// renewAfter is how many source changes a UDP serve sees before it is
 	// renewed, renewGrace how long reading pauses first (serveUDP);
 	// udpRenewAfter and udpRenewGrace, tests change them.
@@ -287,9 +288,7 @@ func New(cfg Config) (*Agent, error) {
 		sipgo.WithUserAgenTLSConfig(tlsClient),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(sipLog),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
-				a.log.Debug("sipagent: unmatched response", "response", r.StartLine())
-			}),
+			sip.WithTransactionLayerUnhandledResponseHandler(a.unmatchedResponse),
 		),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
 	)

@@ -365,6 +365,7 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 	}
 
 	fw := a.watchForks(le)
+	defer func() { a.lateForksUntil(fw, a.clk.Now().Add(64*sip.T1)) }()
 	cs, err := a.inviteAuth(ctx, fw, inv, sipgo.AnswerOptions{
 		OnResponse: func(res *sip.Response) error {
 			if !rp.rang && (res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress) {
@@ -540,7 +541,8 @@ type forkWatch struct {
 	// transport is the INVITE's, for the ACKs and BYEs of other forks.
 	transport string
 
-	mu sync.Mutex
+	mu     sync.Mutex
+	callID string // of the INVITE, once sent
 	// winner is the To tag of the 2xx that settled the INVITE; "" until
 	// invite has seen it.
 	winner string
@@ -575,6 +577,7 @@ func (w *forkWatch) Request(ctx context.Context, req *sip.Request) (sip.ClientTr
 	if to := req.To(); !req.IsInvite() || to == nil || to.Params.Has("tag") {
 		return tx, nil
 	}
+	w.a.watchLateForks(req, w)
 	ft := &forkedTx{ClientTransaction: tx, w: w}
 	// False only if the transaction has already ended; it then gets no
 	// responses either.
@@ -635,6 +638,84 @@ func (w *forkWatch) endFork(res *sip.Response) {
 			w.a.log.Debug("sipagent: BYE forked answer", "call", callID, "tag", tag, "status", res.StatusCode)
 		}
 	})
+}
+
+// lateForks are the fork watches of our INVITEs by Call-ID, for 2xx
+// responses that come after sipgo ended the INVITE's transaction (a hangup
+// ends it at once; RFC 6026 lets a proxy forward 2xx for 64*T1 after the
+// first).
+type lateForks struct {
+	mu sync.Mutex
+	m  map[string]lateFork
+}
+
+type lateFork struct {
+	w     *forkWatch
+	until time.Time // zero while the INVITE is under way
+}
+
+// watchLateForks records w as the watch of the dialog-forming INVITE inv.
+func (a *Agent) watchLateForks(inv *sip.Request, w *forkWatch) {
+	id := inv.CallID()
+	if id == nil {
+		return
+	}
+	w.mu.Lock()
+	w.callID = id.Value()
+	w.mu.Unlock()
+	now := a.clk.Now()
+	a.late.mu.Lock()
+	defer a.late.mu.Unlock()
+	if a.late.m == nil {
+		a.late.m = map[string]lateFork{}
+	}
+	for k, f := range a.late.m {
+		if !f.until.IsZero() && now.After(f.until) {
+			delete(a.late.m, k)
+		}
+	}
+	a.late.m[id.Value()] = lateFork{w: w}
+}
+
+// lateForksUntil keeps w until the time given.
+func (a *Agent) lateForksUntil(w *forkWatch, until time.Time) {
+	w.mu.Lock()
+	id := w.callID
+	w.mu.Unlock()
+	a.late.mu.Lock()
+	defer a.late.mu.Unlock()
+	if f, ok := a.late.m[id]; ok && f.w == w {
+		f.until = until
+		a.late.m[id] = f
+	}
+}
+
+// unmatchedResponse takes a response no transaction wanted: a 2xx to one
+// of our INVITEs from a fork other than the call's is ACKed and its dialog
+// ended (RFC 3261 section 13.2.2.4), also when the call has ended or never
+// came about. Anything else, a forged 2xx included, is only logged.
+func (a *Agent) unmatchedResponse(res *sip.Response) {
+	var w *forkWatch
+	if id, cseq := res.CallID(), res.CSeq(); id != nil && cseq != nil && cseq.MethodName == sip.INVITE && res.IsSuccess() {
+		a.late.mu.Lock()
+		f, ok := a.late.m[id.Value()]
+		a.late.mu.Unlock()
+		if ok && (f.until.IsZero() || !a.clk.Now().After(f.until)) {
+			w = f.w
+		}
+	}
+	if w == nil {
+		a.log.Debug("sipagent: unmatched response", "response", res.StartLine())
+		return
+	}
+	w.mu.Lock()
+	winner := w.winner
+	w.mu.Unlock()
+	if tag := toTag(res); tag == "" || tag == winner {
+		a.log.Debug("sipagent: unmatched response", "response", res.StartLine())
+		return
+	}
+	w.endFork(res)
 }
 
 // forkedTx is the dialog-forming INVITE's transaction as sipgo's dialog

@@ -165,6 +165,23 @@ func TestDialForkedAnswers(t *testing.T) {
 	if err := <-hung; err != nil {
 		t.Errorf("Hangup: %v", err)
 	}
+	// The hangup ended the INVITE's transaction; a fork's 200 that comes
+	// later is still ACKed and its dialog ended.
+	okC := p.response(sip.StatusOK, "OK", "c", netip.MustParseAddrPort("127.0.0.1:42030"))
+	p.send(okC)
+	p.expect(sip.ACK, "c")
+	byeC := p.expect(sip.BYE, "c")
+	p.send(sip.NewResponseFromRequest(byeC, sip.StatusOK, "OK", nil))
+	// A 200 for a Call-ID that is not ours gets nothing.
+	forged := okC.Clone()
+	forged.ReplaceHeader(sip.NewHeader("Call-ID", "not-ours"))
+	p.send(forged)
+	if err := conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := conn.ReadFrom(make([]byte, 2048)); err == nil {
+		t.Errorf("a 200 for another Call-ID got a %d-byte answer", n)
+	}
 	stop()
 	door.mu.Lock()
 	left := len(door.calls)
