@@ -93,21 +93,27 @@ func withResolvConf(t testing.TB, server string) []string {
 // TestDNSSRVFailover: the registrar is a domain whose SRV records name a
 // dead server first (priority 10) and kamailio second (priority 20),
 // reached through a NAPTR record (RFC 3263): the station registers with
-// kamailio, keeping the domain in its address-of-record.
+// kamailio, keeping the domain in its address-of-record. The bell calls a
+// phone at another domain with the same two SRV targets: the INVITE goes
+// to kamailio after the dead one stayed silent, and the call has audio.
 func TestDNSSRVFailover(t *testing.T) {
 	requireRoot(t)
-	requireTools(t, "kamailio", "kamcmd", "dnsmasq", "sox")
+	requirePeers(t)
+	requireTools(t, "dnsmasq")
 	k := startKamailio(t, kamailioOptions{})
 	dead := freePorts(t, 1) // nothing listens there
 	dns := startDNSMasq(t, "pbx.test", "kam.pbx.test",
 		"--naptr-record=pbx.test,10,50,s,SIP+D2U,,_sip._udp.pbx.test",
 		fmt.Sprintf("--srv-host=_sip._udp.pbx.test,dead.pbx.test,%d,10,0", dead),
 		fmt.Sprintf("--srv-host=_sip._udp.pbx.test,kam.pbx.test,%d,20,0", k.Port),
+		fmt.Sprintf("--srv-host=_sip._udp.calls.pbx.test,dead.pbx.test,%d,10,0", dead),
+		fmt.Sprintf("--srv-host=_sip._udp.calls.pbx.test,kam.pbx.test,%d,20,0", k.Port),
 		"--host-record=dead.pbx.test,127.0.0.1",
 		"--host-record=kam.pbx.test,127.0.0.1",
 	)
+	p := startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
 	st := startStation(t, stationOptions{
-		Registrar: k, RegistrarHost: "pbx.test",
+		Registrar: k, RegistrarHost: "pbx.test", ToneHz: 440, Call: []string{"sip:201@calls.pbx.test"},
 		Wrap: withResolvConf(t, dns.Addr),
 	})
 	// The dead target costs one per-target timeout (4 s) first.
@@ -124,4 +130,8 @@ func TestDNSSRVFailover(t *testing.T) {
 	if got := c["100"]; len(got) != 1 || !strings.Contains(got[0], st.SIPAddr) {
 		t.Errorf("kamailio contacts of 100: %q, want the station at %s", got, st.SIPAddr)
 	}
+
+	eventually(t, 10*time.Second, "201 registered", k.registered("201"))
+	mp := bellAnswered(t, st, p)
+	hangupWithTones(t, st, p, mp)
 }

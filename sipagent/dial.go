@@ -10,10 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"intercom/sipagent/sipdns"
 )
 
 // DialRequest describes an outgoing call.
@@ -360,13 +363,15 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	a.addRoute(inv)
 	inv.SetBody(body)
-	if err := a.setDestination(ctx, inv, target); err != nil {
+	hop := a.hopURI(target)
+	targets, err := a.targets(ctx, hop)
+	if err != nil {
 		return fail(err)
 	}
 
 	fw := a.watchForks(le)
 	defer func() { a.lateForksUntil(fw, a.clk.Now().Add(64*sip.T1)) }()
-	cs, err := a.inviteAuth(ctx, fw, inv, sipgo.AnswerOptions{
+	cs, err := a.inviteAuth(ctx, fw, inv, hop, targets, sipgo.AnswerOptions{
 		OnResponse: func(res *sip.Response) error {
 			if !rp.rang && (res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress) {
 				rp.rang = true
@@ -441,18 +446,44 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 // digest challenges as doAuth does; opts carries no credentials. sipgo
 // would answer the first challenge of a response, not the strongest (RFC
 // 8760 section 2.4), so each authenticated INVITE is a new client session
-// with the same Call-ID and From tag (RFC 3261 section 22.2). cs is nil
-// when no INVITE could be sent; otherwise it is the last one's session
+// with the same Call-ID and From tag (RFC 3261 section 22.2). The INVITE
+// goes to the targets of its next hop in turn (RFC 3263 section 4.3) while
+// one says nothing for dns.timeout, fails to send or answers 503. cs is
+// nil when no INVITE could be sent; otherwise it is the last one's session
 // and err its outcome.
-func (a *Agent) inviteAuth(ctx context.Context, fw *forkWatch, inv *sip.Request, opts sipgo.AnswerOptions) (*sipgo.DialogClientSession, error) {
+func (a *Agent) inviteAuth(ctx context.Context, fw *forkWatch, inv *sip.Request, hop *sip.Uri, targets []sipdns.Target, opts sipgo.AnswerOptions) (*sipgo.DialogClientSession, error) {
 	var auth *digestAuth
+	next := 0
 	for round := 0; ; round++ {
-		cs, err := fw.dua.WriteInvite(ctx, inv)
-		if err != nil {
+		t := targets[next]
+		last := next == len(targets)-1
+		inv.SetDestination(t.Addr.String())
+		cs, heard, err := a.inviteTarget(ctx, fw, inv, !last, opts)
+		var dr *sipgo.ErrDialogResponse
+		unavailable := errors.As(err, &dr) && dr.Res.StatusCode == sip.StatusServiceUnavailable
+		down := ctx.Err() == nil && (!heard || unavailable)
+		if down || heard {
+			a.setPreferred(hop, t.Addr, !down)
+		}
+		if down && !last {
+			a.log.Info("sipagent: INVITE fails over", "target", t.Addr, "err", err)
+			next++
+			// A new request for the next target (RFC 3263 section 4.3),
+			// without credentials answering another server's challenge.
+			for inv.RemoveHeader("Authorization") {
+			}
+			for inv.RemoveHeader("Proxy-Authorization") {
+			}
+			inv.RemoveHeader("Via")
+			if cseq := inv.CSeq(); cseq != nil {
+				cseq.SeqNo++
+			}
+			auth = nil
+			continue
+		}
+		if cs == nil {
 			return nil, err
 		}
-		err = a.waitAnswer(ctx, cs, opts)
-		var dr *sipgo.ErrDialogResponse
 		if a.cfg.Password == "" || round >= maxAuthRounds || !errors.As(err, &dr) || !isChallenge(dr.Res) {
 			return cs, err
 		}
@@ -469,12 +500,44 @@ func (a *Agent) inviteAuth(ctx context.Context, fw *forkWatch, inv *sip.Request,
 	}
 }
 
-// waitAnswer is cs.WaitAnswer, made safe against a sipgo race
-// (emiago/sipgo#202, still in v1.7.3): closing the user agent terminates
-// the transaction of a CANCEL in flight before its error is set, so sipgo
-// reads a nil response and panics. That only happens while Run closes the
-// user agent; the INVITE transaction is terminated by sipgo's own defer as
-// the panic unwinds, so the attempt can end with an error instead.
+// inviteTarget sends inv and waits for its final response. With
+// failover, an INVITE that hears nothing for dns.timeout is given up
+// without a CANCEL (RFC 3261 section 9.1: none before a provisional
+// response). heard reports whether any response came.
+func (a *Agent) inviteTarget(ctx context.Context, fw *forkWatch, inv *sip.Request, failover bool, opts sipgo.AnswerOptions) (cs *sipgo.DialogClientSession, heard bool, err error) {
+	cs, err = fw.dua.WriteInvite(ctx, inv)
+	if err != nil {
+		return nil, false, err
+	}
+	var answered atomic.Bool
+	wait := opts
+	wait.OnResponse = func(res *sip.Response) error {
+		answered.Store(true)
+		if opts.OnResponse != nil {
+			return opts.OnResponse(res)
+		}
+		return nil
+	}
+	if !failover {
+		err = a.waitAnswer(ctx, cs, wait)
+		return cs, answered.Load() || cs.InviteResponse != nil, err
+	}
+	tctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	silence := a.clk.AfterFunc(a.dns.timeout, func() {
+		if !answered.Load() {
+			cancel(sipgo.WaitAnswerForceCancelErr)
+		}
+	})
+	defer silence.Stop()
+	err = a.waitAnswer(tctx, cs, wait)
+	heard = answered.Load() || cs.InviteResponse != nil
+	if !heard && ctx.Err() == nil && context.Cause(tctx) == sipgo.WaitAnswerForceCancelErr {
+		err = fmt.Errorf("%s: no response in %v", inv.Destination(), a.dns.timeout)
+	}
+	return cs, heard, err
+}
+
 func (a *Agent) waitAnswer(ctx context.Context, cs *sipgo.DialogClientSession, opts sipgo.AnswerOptions) (err error) {
 	defer func() {
 		r := recover()

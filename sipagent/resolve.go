@@ -137,17 +137,6 @@ func (a *Agent) resolve(ctx context.Context, hostport string) (netip.Addr, error
 	return targets[0].Addr.Addr(), nil
 }
 
-// setDestination sends req to the first target of its next hop; the
-// Request-URI and To keep the name they were given.
-func (a *Agent) setDestination(ctx context.Context, req *sip.Request, target *sip.Uri) error {
-	targets, err := a.targets(ctx, a.hopURI(target))
-	if err != nil {
-		return err
-	}
-	req.SetDestination(targets[0].Addr.String())
-	return nil
-}
-
 // sendToHop sends req to the first target of its next hop and waits for
 // the final response; a target that does not answer is forgotten as the
 // preferred one, so that the next failover send starts from the top.

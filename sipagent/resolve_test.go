@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -287,4 +288,82 @@ func TestResolveNextHopForms(t *testing.T) {
 	if got, _ := a.resolve(context.Background(), "pbx.test"); got != netip.MustParseAddr("192.0.2.1") {
 		t.Errorf("after 192.0.2.2 failed: %v first", got)
 	}
+}
+
+// An INVITE to a host whose first target says nothing goes to the next
+// after the per-target timeout, with no CANCEL to the silent one; the
+// target that answered is tried first by the next call.
+func TestInviteFailsOverWhenATargetIsSilent(t *testing.T) {
+	dead, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	flat := startAgent(t, Config{User: "flat"})
+	res := &fakeResolver{targets: map[string][]netip.AddrPort{
+		"pbx.test": {dead.LocalAddr().(*net.UDPAddr).AddrPort(), flat.Addr()},
+	}}
+	door := startAgentTimeout(t, Config{User: "door", Resolver: res}, 300*time.Millisecond)
+	waitEvent[RegistrationChanged](t, door)
+
+	for i := range 2 {
+		r := dialAsync(context.Background(), door, DialRequest{Targets: []string{"sip:flat@pbx.test"}, Media: offer(40000, false, "PCMU")})
+		in := waitEvent[IncomingCall](t, flat)
+		if _, err := in.Call.Accept(context.Background(), offer(41000, false, "PCMU")); err != nil {
+			t.Fatalf("call %d: Accept: %v", i, err)
+		}
+		d := waitDial(t, r)
+		if d.err != nil {
+			t.Fatalf("call %d: Dial: %v", i, d.err)
+		}
+		if err := d.call.Hangup(context.Background()); err != nil {
+			t.Fatalf("call %d: Hangup: %v", i, err)
+		}
+	}
+	// The silent target got the first call's INVITE, retransmitted
+	// until it was given up, and nothing else.
+	if err := dead.SetReadDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	var methods []string
+	calls := map[string]bool{}
+	for {
+		n, err := dead.Read(buf)
+		if err != nil {
+			break
+		}
+		msg := string(buf[:n])
+		method, _, _ := strings.Cut(msg, " ")
+		methods = append(methods, method)
+		for line := range strings.Lines(msg) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Call-ID") {
+				calls[strings.TrimSpace(v)] = true
+			}
+		}
+	}
+	if len(calls) != 1 || slices.ContainsFunc(methods, func(m string) bool { return m != "INVITE" }) {
+		t.Errorf("the silent target got %v for %d calls; want only the first call's INVITE", methods, len(calls))
+	}
+}
+
+func TestInviteFailsOverOn503(t *testing.T) {
+	busy := newRawPeer(t, func(srv *sipgo.Server) {
+		srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil))
+		})
+	})
+	flat := startAgent(t, Config{User: "flat"})
+	res := &fakeResolver{targets: map[string][]netip.AddrPort{"pbx.test": {busy.addr, flat.Addr()}}}
+	door := startAgent(t, Config{User: "door", Resolver: res})
+	r := dialAsync(context.Background(), door, DialRequest{Targets: []string{"sip:flat@pbx.test"}, Media: offer(40000, false, "PCMU")})
+	in := waitEvent[IncomingCall](t, flat)
+	if _, err := in.Call.Accept(context.Background(), offer(41000, false, "PCMU")); err != nil {
+		t.Fatalf("Accept: %v", err)
+	}
+	d := waitDial(t, r)
+	if d.err != nil {
+		t.Fatalf("Dial: %v", d.err)
+	}
+	_ = d.call.Hangup(context.Background())
 }
