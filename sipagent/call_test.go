@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -392,53 +391,23 @@ func TestBadInviteGetsNoEvent(t *testing.T) {
 }
 
 func TestDialAuthenticatesInvite(t *testing.T) {
-	var peer *rawPeer
-	var mu sync.Mutex
-	var ss *sipgo.DialogServerSession
 	authErr := make(chan error, 1)
-	p := newRawPeer(t, func(srv *sipgo.Server) {
-		srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-			if req.GetHeader("Proxy-Authorization") == nil {
-				res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
-				res.AppendHeader(sip.NewHeader("Proxy-Authenticate", `Digest realm="pbx", nonce="abc"`))
-				_ = tx.Respond(res)
-				return
-			}
-			h := req.GetHeader("Proxy-Authorization")
-			req.AppendHeader(sip.NewHeader("Authorization", h.Value()))
-			if err := checkDigest(req, "auth-door", "pbx", "abc", "pw"); err != nil {
-				authErr <- err
-				_ = tx.Respond(sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
-				return
-			}
-			mu.Lock()
-			p := peer // the race detector cannot see the socket order
-			mu.Unlock()
-			dua := sipgo.DialogUA{Client: p.client, ContactHDR: sip.ContactHeader{Address: mustURI(t, "sip:flat@"+p.addr.String())}}
-			s, err := dua.ReadInvite(req, tx)
-			if err != nil {
-				authErr <- err
-				return
-			}
-			mu.Lock()
-			ss = s
-			mu.Unlock()
-			body, _ := buildSDP(netip.MustParseAddrPort("127.0.0.1:42000"), []Codec{{"PCMU", 0}}, 0, 0)
-			if err := s.RespondSDP(body); err != nil {
-				authErr <- err
-			}
-		})
-		srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
-			mu.Lock()
-			defer mu.Unlock()
-			if ss != nil {
-				_ = ss.ReadAck(req, tx)
-			}
-		})
-	})
-	mu.Lock()
-	peer = p
-	mu.Unlock()
+	peer := newAnsweringPeer(t, func(req *sip.Request, tx sip.ServerTransaction) bool {
+		if req.GetHeader("Proxy-Authorization") == nil {
+			res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+			res.AppendHeader(sip.NewHeader("Proxy-Authenticate", `Digest realm="pbx", nonce="abc"`))
+			_ = tx.Respond(res)
+			return false
+		}
+		h := req.GetHeader("Proxy-Authorization")
+		req.AppendHeader(sip.NewHeader("Authorization", h.Value()))
+		if err := checkDigest(req, "auth-door", "pbx", "abc", "pw"); err != nil {
+			authErr <- err
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
+			return false
+		}
+		return true
+	}, nil)
 	door := startAgent(t, Config{User: "door", AuthUser: "auth-door", Password: "pw"})
 	r := waitDial(t, dialAsync(context.Background(), door, DialRequest{
 		Targets: []string{"sip:flat@" + peer.addr.String()}, Media: offer(40000, true, "PCMA", "PCMU"),
@@ -460,33 +429,8 @@ func TestDialAuthenticatesInvite(t *testing.T) {
 // A PBX may challenge requests inside a call: the hangup's BYE is sent
 // again with credentials, with the next CSeq, and the call ends.
 func TestByeAnswersChallenge(t *testing.T) {
-	var peer *rawPeer
-	var mu sync.Mutex
-	var ss *sipgo.DialogServerSession
 	byes := make(chan *sip.Request, 2)
-	p := newRawPeer(t, func(srv *sipgo.Server) {
-		srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-			mu.Lock()
-			p := peer // the race detector cannot see the socket order
-			mu.Unlock()
-			dua := sipgo.DialogUA{Client: p.client, ContactHDR: sip.ContactHeader{Address: mustURI(t, "sip:flat@"+p.addr.String())}}
-			s, err := dua.ReadInvite(req, tx)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			ss = s
-			mu.Unlock()
-			body, _ := buildSDP(netip.MustParseAddrPort("127.0.0.1:42000"), []Codec{{"PCMU", 0}}, 0, 0)
-			_ = s.RespondSDP(body)
-		})
-		srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
-			mu.Lock()
-			defer mu.Unlock()
-			if ss != nil {
-				_ = ss.ReadAck(req, tx)
-			}
-		})
+	peer := newAnsweringPeer(t, nil, func(srv *sipgo.Server) {
 		srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 			byes <- req.Clone()
 			if req.GetHeader("Authorization") == nil {
@@ -502,9 +446,6 @@ func TestByeAnswersChallenge(t *testing.T) {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 		})
 	})
-	mu.Lock()
-	peer = p
-	mu.Unlock()
 	door := startAgent(t, Config{User: "door", AuthUser: "auth-door", Password: "pw"})
 	r := waitDial(t, dialAsync(context.Background(), door, DialRequest{
 		Targets: []string{"sip:flat@" + peer.addr.String()}, Media: offer(40000, false, "PCMU"),

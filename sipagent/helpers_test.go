@@ -205,6 +205,51 @@ func newRawPeerAt(t *testing.T, ip net.IP, setup func(srv *sipgo.Server)) *rawPe
 	return &rawPeer{ua: ua, srv: srv, client: client, addr: addr}
 }
 
+// newAnsweringPeer is a raw peer that answers each INVITE that admit lets
+// through (nil: all) with 200 OK and a PCMU answer for 127.0.0.1:42000,
+// and confirms its dialog on the ACK; setup adds other handlers. admit
+// responds itself to what it keeps out.
+func newAnsweringPeer(t *testing.T, admit func(*sip.Request, sip.ServerTransaction) bool, setup func(*sipgo.Server)) *rawPeer {
+	t.Helper()
+	var mu sync.Mutex
+	var peer *rawPeer
+	var ss *sipgo.DialogServerSession
+	p := newRawPeer(t, func(srv *sipgo.Server) {
+		srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+			if admit != nil && !admit(req, tx) {
+				return
+			}
+			mu.Lock()
+			p := peer // the race detector cannot see the socket order
+			mu.Unlock()
+			dua := sipgo.DialogUA{Client: p.client, ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "flat", Host: p.addr.Addr().String(), Port: int(p.addr.Port())}}}
+			s, err := dua.ReadInvite(req, tx)
+			if err != nil {
+				return // the dial under test fails
+			}
+			mu.Lock()
+			ss = s
+			mu.Unlock()
+			body, _ := buildSDP(netip.MustParseAddrPort("127.0.0.1:42000"), []Codec{{"PCMU", 0}}, 0, 0)
+			_ = s.RespondSDP(body)
+		})
+		srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ss != nil {
+				_ = ss.ReadAck(req, tx)
+			}
+		})
+		if setup != nil {
+			setup(srv)
+		}
+	})
+	mu.Lock()
+	peer = p
+	mu.Unlock()
+	return p
+}
+
 func (p *rawPeer) do(t *testing.T, req *sip.Request) *sip.Response {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)

@@ -598,23 +598,12 @@ func (c *Call) send(ctx context.Context, req *sip.Request) (*sip.Response, error
 // and sends it again, as long as challenges come that it can answer (RFC
 // 3261 section 22.2: a PBX may challenge requests inside a call too).
 func (c *Call) withCredentials(ctx context.Context, req *sip.Request, res *sip.Response) (*sip.Response, error) {
-	auth := newDigestAuth(c.a.cfg.AuthUser, c.a.cfg.Password, &c.a.nonces)
-	for round := 0; round < maxAuthRounds && isChallenge(res); round++ {
-		retry, err := auth.answer(req, res)
-		if err != nil {
-			return nil, err
-		}
-		if !retry {
-			return res, nil
-		}
+	return c.a.answerChallenges(ctx, req, res, func(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 		// The session adds the route set to every request it sends.
 		for req.RemoveHeader("Route") {
 		}
-		if res, err = c.send(ctx, req); err != nil {
-			return nil, err
-		}
-	}
-	return res, nil
+		return c.send(ctx, req)
+	})
 }
 
 // ackReinvite ACKs the 2xx to our re-INVITE (RFC 3261 section 13.2.2.4);

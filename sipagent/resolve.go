@@ -204,13 +204,22 @@ func (a *Agent) sendFailover(ctx context.Context, le *localEnd, req *sip.Request
 }
 
 // doAuth sends req and answers digest challenges with the configured
-// credentials: the first challenge of each realm, and one more when it
-// says our nonce was stale (RFC 7616 section 3.3).
+// credentials.
 func (a *Agent) doAuth(ctx context.Context, le *localEnd, req *sip.Request) (*sip.Response, error) {
 	res, err := le.client.Do(ctx, req)
 	if err != nil || a.cfg.Password == "" {
 		return res, err
 	}
+	return a.answerChallenges(ctx, req, res, func(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+		return le.client.Do(ctx, req)
+	})
+}
+
+// answerChallenges answers the challenges res and its successors make to
+// req with the configured credentials, sending req again with send: the
+// first challenge of each realm, and one more when it says our nonce was
+// stale (RFC 7616 section 3.3).
+func (a *Agent) answerChallenges(ctx context.Context, req *sip.Request, res *sip.Response, send func(context.Context, *sip.Request) (*sip.Response, error)) (*sip.Response, error) {
 	auth := newDigestAuth(a.cfg.AuthUser, a.cfg.Password, &a.nonces)
 	for round := 0; round < maxAuthRounds && isChallenge(res); round++ {
 		retry, err := auth.answer(req, res)
@@ -220,7 +229,7 @@ func (a *Agent) doAuth(ctx context.Context, le *localEnd, req *sip.Request) (*si
 		if !retry {
 			return res, nil
 		}
-		if res, err = le.client.Do(ctx, req); err != nil {
+		if res, err = send(ctx, req); err != nil {
 			return nil, err
 		}
 	}

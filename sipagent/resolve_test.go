@@ -77,27 +77,8 @@ func silentPeer(t *testing.T) netip.AddrPort {
 // startAgentTimeout is startAgent with a shorter per-target timeout.
 func startAgentTimeout(t *testing.T, cfg Config, perTarget time.Duration) *Agent {
 	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Logger = testLogger()
-	a, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.dns.timeout = perTarget
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(waitLong):
-			t.Errorf("Run did not return")
-		}
-	})
+	a, stop := runAgent(t, cfg, func(a *Agent) { a.dns.timeout = perTarget })
+	t.Cleanup(stop)
 	return a
 }
 
