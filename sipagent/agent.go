@@ -333,8 +333,9 @@ func (a *Agent) bind(ap netip.AddrPort, tlsClient, tlsServer *tls.Config) error 
 		return fmt.Errorf("sipagent: listen: %w", err)
 	}
 	a.tcp = l
-	a.flows = newFlowListener(l)
+	a.flows = newFlowListener(l, a.clk)
 	a.flows.client, a.flows.server = tlsClient, tlsServer
+	a.flows.gate = newInbound(a.def)
 	a.addr = l.Addr().(*net.TCPAddr).AddrPort()
 	return nil
 }

@@ -41,8 +41,9 @@ func (a *Agent) DefenceStats() DefenceStats { return a.def.stats() }
 
 // DefenceStats counts what the defence dropped since the agent started.
 type DefenceStats struct {
-	// RateLimited counts messages dropped because their source was over
-	// its rate or blocked.
+	// RateLimited counts messages dropped, and TCP or TLS connections
+	// refused, because their source was over its rate or blocked, or held
+	// as many connections open as a stranger may.
 	RateLimited uint64
 	// Scanners counts requests dropped for a scanner's User-Agent.
 	Scanners uint64
@@ -139,6 +140,18 @@ func newDefence(cfg DefenceConfig, clk clock.Clock, trusted func(netip.Addr) boo
 		d.scanners = append(d.scanners, []byte(strings.ToLower(s)))
 	}
 	return d, nil
+}
+
+// isTrusted reports whether ip is the registrar, the outbound proxy or
+// the peer of an answered call.
+func (d *defence) isTrusted(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if d.trusted(ip) {
+		return true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.peers[ip] > 0
 }
 
 // admit decides whether a message from ip goes on to the SIP stack;

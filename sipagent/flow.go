@@ -3,10 +3,14 @@ package sipagent
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
+	"time"
+
+	"intercom/internal/clock"
 )
 
 // flowListener is what sipgo's TCP server serves: the connections accepted
@@ -22,8 +26,11 @@ type flowListener struct {
 	// sipgo gets them. Both nil: plain TCP.
 	client, server *tls.Config
 	conns          chan handoff
-	done           chan struct{} // closed when l failed or was closed
+	done           chan struct{} // closed when l was closed
 	err            error         // why; set before done is closed
+	// gate, when set, decides whether an accepted connection is served.
+	gate *inbound
+	clk  clock.Clock
 
 	// prev is only touched by Accept, which sipgo calls from one goroutine.
 	prev chan struct{}
@@ -38,19 +45,39 @@ type handoff struct {
 	taken chan struct{}
 }
 
-func newFlowListener(l net.Listener) *flowListener {
-	return &flowListener{l: l, conns: make(chan handoff), done: make(chan struct{})}
+func newFlowListener(l net.Listener, clk clock.Clock) *flowListener {
+	return &flowListener{l: l, conns: make(chan handoff), done: make(chan struct{}), clk: clk}
 }
 
+const (
+	// acceptRetryMax caps the pause after a failed accept.
+	acceptRetryMax = time.Second
+)
+
 // acceptLoop feeds accepted connections to Accept until the socket is
-// closed; Run owns it and closes the socket.
+// closed; Run owns it and closes the socket. A failed accept (out of file
+// descriptors, say) is retried after a pause that doubles up to
+// acceptRetryMax, as net/http does: it must not end SIP.
 func (f *flowListener) acceptLoop() {
+	var pause time.Duration
 	for {
 		c, err := f.l.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			f.err = err
 			close(f.done)
 			return
+		}
+		if err != nil {
+			pause = min(max(2*pause, 5*time.Millisecond), acceptRetryMax)
+			t := f.clk.NewTimer(pause)
+			<-t.C()
+			continue
+		}
+		pause = 0
+		if f.gate != nil {
+			if c = f.gate.take(c); c == nil {
+				continue
+			}
 		}
 		if f.server != nil {
 			// The handshake runs on sipgo's first read, in the
@@ -184,4 +211,74 @@ func (c *flowConn) isClosed() bool {
 	default:
 		return false
 	}
+}
+
+// Limits on the connections strangers hold open: each costs a descriptor,
+// a goroutine and buffers in sipgo until the peer closes it.
+const (
+	maxInbound      = 128
+	maxInboundPerIP = 8
+)
+
+// inbound admits accepted connections: the registrar, the outbound proxy
+// and the peers of answered calls always; a stranger only as the defence
+// lets its messages through, and within the limits on open connections.
+type inbound struct {
+	d *defence
+
+	mu   sync.Mutex
+	byIP map[netip.Addr]int
+	all  int
+}
+
+func newInbound(d *defence) *inbound {
+	return &inbound{d: d, byIP: map[netip.Addr]int{}}
+}
+
+// take returns c, counted until it closes, or nil after closing it.
+func (in *inbound) take(c net.Conn) net.Conn {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		_ = c.Close()
+		return nil
+	}
+	ip := ap.Addr().Unmap()
+	if in.d.isTrusted(ip) {
+		return c
+	}
+	if !in.d.admit(ip, false) {
+		_ = c.Close()
+		return nil
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.all >= maxInbound || in.byIP[ip] >= maxInboundPerIP {
+		in.d.rateLimited.Add(1)
+		_ = c.Close()
+		return nil
+	}
+	in.all++
+	in.byIP[ip]++
+	return &countedConn{Conn: c, release: func() { in.release(ip) }}
+}
+
+func (in *inbound) release(ip netip.Addr) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.all--
+	if in.byIP[ip]--; in.byIP[ip] <= 0 {
+		delete(in.byIP, ip)
+	}
+}
+
+// countedConn gives its slot back when it closes, once.
+type countedConn struct {
+	net.Conn
+	release func()
+	once    sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
 }
