@@ -23,6 +23,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"intercom/internal/clock"
+	"intercom/internal/lograte"
 )
 
 // Config configures an Agent. Zero values take the documented defaults.
@@ -281,7 +282,7 @@ func New(cfg Config) (*Agent, error) {
 		tlsClient, tlsServer = a.tlsConfigs(hop)
 	}
 
-	sipLog := a.log.With("component", "sipgo")
+	sipLog := SipgoLogger(a.log)
 	a.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent(a.cfg.UserAgent),
 		// sipgo's own TLS connections (failover, calls) verify like ours.
@@ -482,6 +483,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.wg.Wait()
 	return serveErr
+}
+
+// SipgoLogger is the logger to hand sipgo, from the agent's: component
+// sipgo, each message at most once a minute (strangers can make sipgo log
+// at will: unparsable datagrams, unknown methods), and the warnings it
+// gives about connections we close ourselves at debug level.
+func SipgoLogger(l *slog.Logger) *slog.Logger {
+	return lograte.Logger(l.With("component", "sipgo"), time.Minute,
+		"TCP ref went negative", "UDP ref went negative on try close")
 }
 
 const (

@@ -27,6 +27,7 @@ import (
 	"intercom/internal/sdnotify"
 	"intercom/media/tone"
 	"intercom/media/wav"
+	"intercom/sipagent"
 )
 
 // inputDebounce applies to door contacts and other inputs, whose config
@@ -40,7 +41,7 @@ func runStation(path string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	// sipgo logs some transport trouble through its package default.
-	sip.SetDefaultLogger(log.With("component", "sipgo"))
+	sip.SetDefaultLogger(sipagent.SipgoLogger(log))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
