@@ -777,6 +777,18 @@ func (a *Agent) callByRequest(req *sip.Request) *Call {
 	return nil
 }
 
+// callWithID is the call with SIP Call-ID id, if one is up.
+func (a *Agent) callWithID(id string) *Call {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.calls {
+		if c.id == id {
+			return c
+		}
+	}
+	return nil
+}
+
 func (a *Agent) addCall(c *Call) {
 	a.mu.Lock()
 	a.calls[c.dialogID] = c

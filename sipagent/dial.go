@@ -753,32 +753,41 @@ func (a *Agent) lateForksUntil(w *forkWatch, until time.Time) {
 	}
 }
 
-// unmatchedResponse takes a response no transaction wanted: a 2xx to one
+// unmatchedResponse takes a response no transaction wanted. A 2xx to one
 // of our INVITEs from a fork other than the call's is ACKed and its dialog
 // ended (RFC 3261 section 13.2.2.4), also when the call has ended or never
-// came about. Anything else, a forged 2xx included, is only logged.
+// came about; one to a call's re-INVITE is ACKed again (our ACK was lost).
+// Anything else, a forged 2xx included, is only logged.
 func (a *Agent) unmatchedResponse(res *sip.Response) {
-	var w *forkWatch
-	if id, cseq := res.CallID(), res.CSeq(); id != nil && cseq != nil && cseq.MethodName == sip.INVITE && res.IsSuccess() {
-		a.late.mu.Lock()
-		f, ok := a.late.m[id.Value()]
-		a.late.mu.Unlock()
-		if ok && (f.until.IsZero() || !a.clk.Now().After(f.until)) {
-			w = f.w
+	id, cseq := res.CallID(), res.CSeq()
+	if id != nil && cseq != nil && cseq.MethodName == sip.INVITE && res.IsSuccess() {
+		if w := a.lateFork(id.Value(), res); w != nil {
+			w.endFork(res)
+			return
+		}
+		if c := a.callWithID(id.Value()); c != nil && c.reack(res) {
+			return
 		}
 	}
-	if w == nil {
-		a.log.Debug("sipagent: unmatched response", "response", res.StartLine())
-		return
+	a.log.Debug("sipagent: unmatched response", "response", res.StartLine())
+}
+
+// lateFork is the watch of our recent INVITE with Call-ID id when res
+// comes from a fork other than the one that won it.
+func (a *Agent) lateFork(id string, res *sip.Response) *forkWatch {
+	a.late.mu.Lock()
+	f, ok := a.late.m[id]
+	a.late.mu.Unlock()
+	if !ok || (!f.until.IsZero() && a.clk.Now().After(f.until)) {
+		return nil
 	}
-	w.mu.Lock()
-	winner := w.winner
-	w.mu.Unlock()
+	f.w.mu.Lock()
+	winner := f.w.winner
+	f.w.mu.Unlock()
 	if tag := toTag(res); tag == "" || tag == winner {
-		a.log.Debug("sipagent: unmatched response", "response", res.StartLine())
-		return
+		return nil
 	}
-	w.endFork(res)
+	return f.w
 }
 
 // forkedTx is the dialog-forming INVITE's transaction as sipgo's dialog

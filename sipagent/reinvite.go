@@ -32,6 +32,13 @@ type dialogState struct {
 	acks  map[uint32]chan *sip.Request
 	st    *sessionTimer
 	stGen uint64
+	// acked is our last re-INVITE whose 2xx we ACKed, to ACK again when
+	// the 2xx is retransmitted after its transaction ended (RFC 3261
+	// section 13.2.2.4): the first ACK was lost.
+	acked struct {
+		seq    uint32
+		target sip.Uri
+	}
 }
 
 // statusIntervalTooSmall is 422 (RFC 4028 section 6); sipgo has no name
@@ -549,6 +556,11 @@ func (c *Call) refresh(ctx context.Context, se time.Duration) error {
 	}
 	c.mu.Unlock()
 	if !useUpdate {
+		if cseq := res.CSeq(); cseq != nil {
+			c.mu.Lock()
+			c.dlg.acked.seq, c.dlg.acked.target = cseq.SeqNo, target
+			c.mu.Unlock()
+		}
 		if err := c.ackReinvite(target); err != nil {
 			return fmt.Errorf("sipagent: refresh: ACK: %w", err)
 		}
@@ -604,6 +616,22 @@ func (c *Call) withCredentials(ctx context.Context, req *sip.Request, res *sip.R
 		}
 		return c.send(ctx, req)
 	})
+}
+
+// reack ACKs again a retransmission of the 2xx to our last re-INVITE;
+// false if res is not one.
+func (c *Call) reack(res *sip.Response) bool {
+	cseq := res.CSeq()
+	c.mu.Lock()
+	seq, target := c.dlg.acked.seq, c.dlg.acked.target
+	c.mu.Unlock()
+	if cseq == nil || seq == 0 || cseq.SeqNo != seq {
+		return false
+	}
+	if err := c.ackReinvite(target); err != nil {
+		c.a.log.Debug("sipagent: ACK again", "call", c.id, "err", err)
+	}
+	return true
 }
 
 // ackReinvite ACKs the 2xx to our re-INVITE (RFC 3261 section 13.2.2.4);

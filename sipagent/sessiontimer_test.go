@@ -26,6 +26,7 @@ type timerPeer struct {
 	allow         string
 	proxy         bool // answers as a proxy would pass the peer's 2xx on: no Contact of its own
 	self          netip.AddrPort
+	lastOK        *sip.Response // to the last INVITE
 }
 
 func newTimerPeer(t *testing.T) *timerPeer {
@@ -52,6 +53,11 @@ func newTimerPeer(t *testing.T) *timerPeer {
 		}
 		for _, h := range hdrs {
 			res.AppendHeader(h)
+		}
+		if req.IsInvite() {
+			p.mu.Lock()
+			p.lastOK = res
+			p.mu.Unlock()
 		}
 		// Queued before the response goes out, so that it comes before
 		// the ACK the response triggers.
@@ -184,6 +190,16 @@ func TestSessionTimerWeRefresh(t *testing.T) {
 	}
 	if ack := peer.next(t, sip.ACK); ack.CSeq().SeqNo != inv.CSeq().SeqNo {
 		t.Errorf("ACK CSeq %d for re-INVITE %d", ack.CSeq().SeqNo, inv.CSeq().SeqNo)
+	}
+	// The peer did not see the ACK and sends its 2xx again: ACKed again.
+	peer.mu.Lock()
+	ok := peer.lastOK
+	peer.mu.Unlock()
+	if err := peer.ua.TransportLayer().WriteMsg(ok); err != nil {
+		t.Fatal(err)
+	}
+	if ack := peer.next(t, sip.ACK); ack.CSeq().SeqNo != inv.CSeq().SeqNo {
+		t.Errorf("second ACK CSeq %d for re-INVITE %d", ack.CSeq().SeqNo, inv.CSeq().SeqNo)
 	}
 	clk.WaitForTimers(2)
 	if d, _ := clk.Next(); d != 60*time.Second {
