@@ -288,13 +288,13 @@ type Provisioning struct {
 	StateDir string `yaml:"state_dir"`
 }
 
-// Default returns the configuration of an empty file: the values Parse uses
-// for every key the file leaves out.
+// Default returns the values Parse uses for every key a file leaves out;
+// the keys whose default depends on others (sip.listen, sip.auth_user)
+// are empty here and filled in once the file is read.
 func Default() *Config {
 	return &Config{
 		SIP: SIP{
 			Transport:       "udp",
-			Listen:          "0.0.0.0:5060",
 			RegisterExpires: 300 * time.Second,
 			Keepalive:       25 * time.Second,
 			NAT:             "auto",

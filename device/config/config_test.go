@@ -562,9 +562,26 @@ func TestMaskedLeavesEmptySecretsEmpty(t *testing.T) {
 }
 
 func TestDefaultIsValid(t *testing.T) {
-	// A file with one harmless key must equal Default(): no hidden defaults.
+	// A file with one harmless key must equal Default() with the defaults
+	// that depend on other keys filled in: no hidden defaults.
 	cfg := mustParse(t, "device: {}\n")
-	if !reflect.DeepEqual(cfg, Default()) {
-		t.Errorf("got %+v, want Default() %+v", cfg, Default())
+	want := Default()
+	want.normalize()
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got %+v, want Default() %+v", cfg, want)
+	}
+}
+
+// SIP over TLS listens on its own port unless sip.listen says otherwise.
+func TestListenDefaultFollowsTransport(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"sip: {transport: udp}\n", "0.0.0.0:5060"},
+		{"sip: {transport: tcp}\n", "0.0.0.0:5060"},
+		{"sip: {transport: tls, registrar: pbx.example.com, user: \"100\"}\n", "0.0.0.0:5061"},
+		{"sip: {transport: tls, registrar: pbx.example.com, user: \"100\", listen: \"0.0.0.0:5060\"}\n", "0.0.0.0:5060"},
+	} {
+		if got := mustParse(t, tc.yaml).SIP.Listen; got != tc.want {
+			t.Errorf("%q: sip.listen %q, want %q", tc.yaml, got, tc.want)
+		}
 	}
 }

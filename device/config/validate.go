@@ -16,6 +16,13 @@ import (
 
 // normalize fills in the defaults that depend on other values.
 func (c *Config) normalize() {
+	if c.SIP.Listen == "" {
+		// SIP over TLS has its own port (RFC 3261 section 19.1.2).
+		c.SIP.Listen = "0.0.0.0:5060"
+		if c.SIP.Transport == "tls" {
+			c.SIP.Listen = "0.0.0.0:5061"
+		}
+	}
 	if c.SIP.AuthUser == "" {
 		c.SIP.AuthUser = c.SIP.User
 	}
