@@ -460,7 +460,8 @@ func decodeBody(r *http.Request, v any, optional bool) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("body: %v: %w", err, ErrBadRequest)
 	}
-	if dec.More() {
+	// More misses a stray closing bracket; only the end of the input will do.
+	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("body: trailing data after the JSON object: %w", ErrBadRequest)
 	}
 	return nil

@@ -98,6 +98,8 @@ func TestCommands(t *testing.T) {
 		{"POST", "/api/v1/relays/door/pulse", `{"duration":"-1s"}`, 400},
 		{"POST", "/api/v1/relays/door/pulse", `{"duration":"1s","extra":1}`, 400},
 		{"POST", "/api/v1/relays/door/pulse", `{"duration":"1s"}{}`, 400},
+		{"POST", "/api/v1/relays/door/pulse", `{"duration":"1s"}}`, 400},
+		{"POST", "/api/v1/call", `{"uri":"sip:201@pbx"}]`, 400},
 		{"POST", "/api/v1/relays/door/pulse", `[`, 400},
 		{"POST", "/api/v1/call", `{"uri":"sip:201@pbx"}`, 202},
 		{"POST", "/api/v1/call", `{"uri":"http://x"}`, 400},
