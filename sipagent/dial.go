@@ -641,7 +641,7 @@ func (w *forkWatch) Request(ctx context.Context, req *sip.Request) (sip.ClientTr
 		return tx, nil
 	}
 	w.a.watchLateForks(req, w)
-	ft := &forkedTx{ClientTransaction: tx, w: w}
+	ft := newForkedTx(tx, w)
 	// False only if the transaction has already ended; it then gets no
 	// responses either.
 	tx.OnRetransmission(ft.retransmission)
@@ -799,14 +799,79 @@ type forkedTx struct {
 
 	mu    sync.Mutex
 	hooks []sip.FnTxResponse
+
+	// out, done and stop are the relay's: see relay.
+	out      chan *sip.Response
+	done     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 var _ sip.ClientTransaction = (*forkedTx)(nil)
 
+// maxProvisional is how many provisional responses the INVITE's waiter
+// sees; later ones are dropped. sipgo gives up on an INVITE after ten
+// responses, which a forking proxy reaches with the 180s of ten phones,
+// and the call takes what it needs from them (ringing, early media) from
+// the first few.
+const maxProvisional = 6
+
+func newForkedTx(tx sip.ClientTransaction, w *forkWatch) *forkedTx {
+	t := &forkedTx{ClientTransaction: tx, w: w,
+		out: make(chan *sip.Response), done: make(chan struct{}), stop: make(chan struct{})}
+	go t.relay()
+	return t
+}
+
+// relay hands the transaction's responses to the waiter, past
+// maxProvisional only the final ones, one at a time as sipgo does: done
+// closes only after the waiter has the last response, so that it never
+// sees the transaction end before its final response. It stops when the
+// transaction has ended and nothing is being handed over, or when the
+// waiter terminates the transaction.
+func (t *forkedTx) relay() {
+	defer close(t.done)
+	in, ended := t.ClientTransaction.Responses(), t.ClientTransaction.Done()
+	provisional := 0
+	for {
+		var res *sip.Response
+		select {
+		case res = <-in:
+		case <-ended:
+			return
+		case <-t.stop:
+			return
+		}
+		if res.IsProvisional() {
+			if provisional >= maxProvisional {
+				continue
+			}
+			provisional++
+		}
+		select {
+		case t.out <- res:
+		case <-t.stop:
+			return
+		}
+	}
+}
+
+// Responses implements sip.ClientTransaction.
+func (t *forkedTx) Responses() <-chan *sip.Response { return t.out }
+
+// Done implements sip.ClientTransaction.
+func (t *forkedTx) Done() <-chan struct{} { return t.done }
+
+// Terminate implements sip.ClientTransaction.
+func (t *forkedTx) Terminate() {
+	t.stopOnce.Do(func() { close(t.stop) })
+	t.ClientTransaction.Terminate()
+}
+
 // OnRetransmission implements sip.ClientTransaction.
 func (t *forkedTx) OnRetransmission(f sip.FnTxResponse) bool {
 	select {
-	case <-t.Done():
+	case <-t.ClientTransaction.Done():
 		return false
 	default:
 	}

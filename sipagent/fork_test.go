@@ -2,6 +2,7 @@ package sipagent
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
@@ -262,5 +263,46 @@ func TestForkRequest(t *testing.T) {
 	}
 	if _, err := forkRequest(sip.ACK, sip.NewResponse(sip.StatusOK, "OK"), "UDP"); err == nil {
 		t.Error("forkRequest without headers succeeded")
+	}
+}
+
+// TestDialManyForksRinging: a forking proxy passes on the 180s of twenty
+// phones before one answers; the call comes about (sipgo alone gives up
+// after ten responses).
+func TestDialManyForksRinging(t *testing.T) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The proxy here is no registrar: let its burst through the defence.
+	door := startAgent(t, Config{User: "door", Defence: DefenceConfig{Burst: 100}})
+	rang := make(chan string, 16)
+	res := dialAsync(context.Background(), door, DialRequest{
+		Targets:   []string{"sip:flat@" + conn.LocalAddr().String()},
+		Media:     offer(40000, false, "PCMU"),
+		OnRinging: func(target string) { rang <- target },
+	})
+	p := &forkProxy{t: t, conn: conn, door: door.Addr(), inv: readRequest(t, conn)}
+	p.send(p.response(sip.StatusTrying, "Trying", "", netip.AddrPort{}))
+	for i := range 20 {
+		p.send(p.response(sip.StatusRinging, "Ringing", fmt.Sprintf("f%d", i), netip.AddrPort{}))
+	}
+	received(t, rang, "ringing")
+	p.send(p.response(sip.StatusOK, "OK", "f19", netip.MustParseAddrPort("127.0.0.1:42010")))
+	p.expect(sip.ACK, "f19")
+	r := waitDial(t, res)
+	if r.err != nil {
+		t.Fatalf("Dial: %v", r.err)
+	}
+	if n := len(rang); n != 0 {
+		t.Errorf("%d more ringing reports, want one", n)
+	}
+	hung := make(chan error, 1)
+	go func() { hung <- r.call.Hangup(context.Background()) }()
+	bye := p.expect(sip.BYE, "f19")
+	p.send(sip.NewResponseFromRequest(bye, sip.StatusOK, "OK", nil))
+	if err := <-hung; err != nil {
+		t.Errorf("Hangup: %v", err)
 	}
 }
