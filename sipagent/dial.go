@@ -453,8 +453,8 @@ func (a *Agent) invite(ctx context.Context, target *sip.Uri, req DialRequest, co
 // and err its outcome.
 func (a *Agent) inviteAuth(ctx context.Context, fw *forkWatch, inv *sip.Request, hop *sip.Uri, targets []sipdns.Target, opts sipgo.AnswerOptions) (*sipgo.DialogClientSession, error) {
 	var auth *digestAuth
-	next := 0
-	for round := 0; ; round++ {
+	next, rounds := 0, 0 // rounds: challenges answered at this target
+	for {
 		t := targets[next]
 		last := next == len(targets)-1
 		inv.SetDestination(t.Addr.String())
@@ -478,15 +478,16 @@ func (a *Agent) inviteAuth(ctx context.Context, fw *forkWatch, inv *sip.Request,
 			if cseq := inv.CSeq(); cseq != nil {
 				cseq.SeqNo++
 			}
-			auth = nil
+			auth, rounds = nil, 0
 			continue
 		}
 		if cs == nil {
 			return nil, err
 		}
-		if a.cfg.Password == "" || round >= maxAuthRounds || !errors.As(err, &dr) || !isChallenge(dr.Res) {
+		if a.cfg.Password == "" || rounds >= maxAuthRounds || !errors.As(err, &dr) || !isChallenge(dr.Res) {
 			return cs, err
 		}
+		rounds++
 		if auth == nil {
 			auth = newDigestAuth(a.cfg.AuthUser, a.cfg.Password, &a.nonces)
 		}

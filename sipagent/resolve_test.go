@@ -348,3 +348,33 @@ func TestInviteFailsOverOn503(t *testing.T) {
 	}
 	_ = d.call.Hangup(context.Background())
 }
+
+// The target reached after two silent ones may still challenge: the
+// failovers do not use up the rounds of digest.
+func TestInviteAuthenticatesAfterFailover(t *testing.T) {
+	silent := func() netip.AddrPort {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.LocalAddr().(*net.UDPAddr).AddrPort()
+	}
+	pbx := newAnsweringPeer(t, func(req *sip.Request, tx sip.ServerTransaction) bool {
+		if req.GetHeader("Proxy-Authorization") == nil {
+			res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+			res.AppendHeader(sip.NewHeader("Proxy-Authenticate", `Digest realm="pbx", nonce="abc"`))
+			_ = tx.Respond(res)
+			return false
+		}
+		return true
+	}, nil)
+	res := &fakeResolver{targets: map[string][]netip.AddrPort{"pbx.test": {silent(), silent(), pbx.addr}}}
+	door := startAgentTimeout(t, Config{User: "door", Password: "pw", Resolver: res}, 300*time.Millisecond)
+	waitEvent[RegistrationChanged](t, door)
+	d := waitDial(t, dialAsync(context.Background(), door, DialRequest{Targets: []string{"sip:flat@pbx.test"}, Media: offer(40000, false, "PCMU")}))
+	if d.err != nil {
+		t.Fatalf("Dial: %v", d.err)
+	}
+	_ = d.call.Hangup(context.Background())
+}
