@@ -393,10 +393,7 @@ func TestBadInviteGetsNoEvent(t *testing.T) {
 func TestDialAuthenticatesInvite(t *testing.T) {
 	authErr := make(chan error, 1)
 	peer := newAnsweringPeer(t, func(req *sip.Request, tx sip.ServerTransaction) bool {
-		if req.GetHeader("Proxy-Authorization") == nil {
-			res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
-			res.AppendHeader(sip.NewHeader("Proxy-Authenticate", `Digest realm="pbx", nonce="abc"`))
-			_ = tx.Respond(res)
+		if challenged(req, tx) {
 			return false
 		}
 		h := req.GetHeader("Proxy-Authorization")

@@ -250,6 +250,18 @@ func newAnsweringPeer(t *testing.T, admit func(*sip.Request, sip.ServerTransacti
 	return p
 }
 
+// challenged answers a request without Proxy-Authorization with a 407
+// (realm pbx, nonce abc), as a PBX does; it reports whether it did.
+func challenged(req *sip.Request, tx sip.ServerTransaction) bool {
+	if req.GetHeader("Proxy-Authorization") != nil {
+		return false
+	}
+	res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+	res.AppendHeader(sip.NewHeader("Proxy-Authenticate", `Digest realm="pbx", nonce="abc"`))
+	_ = tx.Respond(res)
+	return true
+}
+
 func (p *rawPeer) do(t *testing.T, req *sip.Request) *sip.Response {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)

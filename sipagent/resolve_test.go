@@ -361,10 +361,7 @@ func TestInviteAuthenticatesAfterFailover(t *testing.T) {
 		return c.LocalAddr().(*net.UDPAddr).AddrPort()
 	}
 	pbx := newAnsweringPeer(t, func(req *sip.Request, tx sip.ServerTransaction) bool {
-		if req.GetHeader("Proxy-Authorization") == nil {
-			res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
-			res.AppendHeader(sip.NewHeader("Proxy-Authenticate", `Digest realm="pbx", nonce="abc"`))
-			_ = tx.Respond(res)
+		if challenged(req, tx) {
 			return false
 		}
 		return true
