@@ -127,7 +127,6 @@ type Agent struct {
 	// udpRenewAfter and udpRenewGrace, tests change them.
 	renewAfter int
 	renewGrace time.Duration
-	renewals   atomic.Uint64
 	// nonces counts digest nonce use across requests (RFC 7616 section
 	// 3.4; digest.go).
 	nonces nonceCounts
@@ -535,7 +534,6 @@ func (a *Agent) serveUDP() error {
 		if err := a.srv.ServeUDP(fc); err != nil || !fc.ended {
 			return err
 		}
-		a.renewals.Add(1)
 		a.log.Debug("sipagent: UDP serve renewed", "sources", fc.changes)
 	}
 }

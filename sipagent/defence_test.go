@@ -400,7 +400,4 @@ func TestUDPServeRenewedForgetsSources(t *testing.T) {
 	if n := pool.Size(); n > 25 {
 		t.Errorf("sipgo's UDP pool holds %d addresses after 100 sources; want at most 25", n)
 	}
-	if r := a.renewals.Load(); r < 4 {
-		t.Errorf("%d renewals for 100 sources, renewing after 20", r)
-	}
 }

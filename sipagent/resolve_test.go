@@ -361,10 +361,7 @@ func TestInviteAuthenticatesAfterFailover(t *testing.T) {
 		return c.LocalAddr().(*net.UDPAddr).AddrPort()
 	}
 	pbx := newAnsweringPeer(t, func(req *sip.Request, tx sip.ServerTransaction) bool {
-		if challenged(req, tx) {
-			return false
-		}
-		return true
+		return !challenged(req, tx)
 	}, nil)
 	res := &fakeResolver{targets: map[string][]netip.AddrPort{"pbx.test": {silent(), silent(), pbx.addr}}}
 	door := startAgentTimeout(t, Config{User: "door", Password: "pw", Resolver: res}, 300*time.Millisecond)
