@@ -117,11 +117,7 @@ func TestPortAudioCallWithPhone(t *testing.T) {
 	k, st := startRegisteredStation(t, stationOptions{PortAudio: true})
 	phone := startPhone(t, phoneOptions{User: "201", Registrar: k, AutoAnswer: true, ToneHz: 1000})
 
-	mp, ms := phone.Events.mark(), st.Events.mark()
-	phone.Dial(t, k.URI("100"))
-	phone.Events.waitFor(t, mp, "CALL_ESTABLISHED", 10*time.Second)
-	eventually(t, 5*time.Second, "station in the call", st.callIs("active"))
-	st.Events.waitFor(t, ms, "answered", 5*time.Second)
+	mp := phoneCallsStation(t, st, phone, k)
 	from := speaker.Len()
 
 	eventually(t, 10*time.Second, "201 hears the door for 2s", phone.heard(2*time.Second))

@@ -84,14 +84,10 @@ func (st *station) srtpFlowing() func() error {
 func TestSRTPCallToBaresip(t *testing.T) {
 	t.Parallel()
 	requirePeers(t)
-	dir := t.TempDir()
-	ca := newTestCA(t, dir, "ca")
-	k := startTLSKamailio(t, ca)
-	p := startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
+	ca, k, p := tlsPeers(t)
 	srtpPhone(t, p, k, "202", "srtp-mand")
 	st := startSRTPStation(t, k, ca.Path, "202", "required")
-	eventually(t, registerTimeout, "station registered over TLS",
-		all(k.registeredOver("100", "tls"), st.registrationIs("registered")))
+	registeredOverTLS(t, k, st)
 
 	mp := bellAnswered(t, st, p)
 	eventually(t, 10*time.Second, "SRTP flowing on the bell call", st.srtpFlowing())
@@ -113,13 +109,9 @@ func TestSRTPCallToBaresip(t *testing.T) {
 func TestSRTPRequiredRefusesPlainPhone(t *testing.T) {
 	t.Parallel()
 	requirePeers(t)
-	dir := t.TempDir()
-	ca := newTestCA(t, dir, "ca")
-	k := startTLSKamailio(t, ca)
-	p := startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
+	ca, k, p := tlsPeers(t)
 	st := startSRTPStation(t, k, ca.Path, "201", "required")
-	eventually(t, registerTimeout, "station registered over TLS",
-		all(k.registeredOver("100", "tls"), st.registrationIs("registered")))
+	registeredOverTLS(t, k, st)
 
 	mp, ms := p.Events.mark(), st.Events.mark()
 	p.Dial(t, k.URI("100"))
@@ -142,14 +134,10 @@ func TestSRTPRequiredRefusesPlainPhone(t *testing.T) {
 func TestSRTPOptionalBestEffort(t *testing.T) {
 	t.Parallel()
 	requirePeers(t)
-	dir := t.TempDir()
-	ca := newTestCA(t, dir, "ca")
-	k := startTLSKamailio(t, ca)
-	p := startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
+	ca, k, p := tlsPeers(t)
 	srtpPhone(t, p, k, "202", "srtp")
 	st := startSRTPStation(t, k, ca.Path, "202", "optional")
-	eventually(t, registerTimeout, "station registered over TLS",
-		all(k.registeredOver("100", "tls"), st.registrationIs("registered")))
+	registeredOverTLS(t, k, st)
 	mp := bellAnswered(t, st, p)
 	eventually(t, 10*time.Second, "SRTP flowing on the bell call", st.srtpFlowing())
 	hangupWithTones(t, st, p, mp)

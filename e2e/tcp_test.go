@@ -143,6 +143,18 @@ func bellAnswered(t *testing.T, st *station, p *phone) int {
 	return mp
 }
 
+// phoneCallsStation has p call the station (user 100 at k) and waits until
+// both are in the call; it returns p's event mark from before the call.
+func phoneCallsStation(t *testing.T, st *station, p *phone, k *kamailio) int {
+	t.Helper()
+	mp, ms := p.Events.mark(), st.Events.mark()
+	p.Dial(t, k.URI("100"))
+	p.Events.waitFor(t, mp, "CALL_ESTABLISHED", 10*time.Second)
+	eventually(t, 5*time.Second, "station in the incoming call", st.callIs("active"))
+	st.Events.waitFor(t, ms, "answered", 5*time.Second)
+	return mp
+}
+
 // hangupWithTones lets the call between the station and phone p run until
 // p has heard the door, hangs up from the station and checks the tones
 // both ways; mp is the phone's event mark from before the call.
@@ -192,11 +204,7 @@ func TestTCPRegisterCallAndReconnect(t *testing.T) {
 		all(k.registeredOver("100", "tcp"), st.registrationIs("registered")))
 
 	// kamailio routes a call to the station's TCP contact.
-	mp, ms := p.Events.mark(), st.Events.mark()
-	p.Dial(t, k.URI("100"))
-	p.Events.waitFor(t, mp, "CALL_ESTABLISHED", 10*time.Second)
-	eventually(t, 5*time.Second, "station in the incoming call", st.callIs("active"))
-	st.Events.waitFor(t, ms, "answered", 5*time.Second)
+	phoneCallsStation(t, st, p, k)
 	p.Hangup(t)
 	eventually(t, 5*time.Second, "station idle", st.callIs("idle"))
 

@@ -22,6 +22,22 @@ func startTLSKamailio(t *testing.T, ca *testCA) *kamailio {
 	return startKamailio(t, kamailioOptions{RecordRoute: true, TLS: &kamailioTLS{CertPath: cert, KeyPath: key}})
 }
 
+// tlsPeers starts kamailio with a TLS port whose certificate comes from a
+// new test CA, and phone 201 (on UDP, a 1000 Hz tone) registered at it.
+func tlsPeers(t *testing.T) (*testCA, *kamailio, *phone) {
+	t.Helper()
+	ca := newTestCA(t, t.TempDir(), "ca")
+	k := startTLSKamailio(t, ca)
+	return ca, k, startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
+}
+
+// registeredOverTLS waits until st is registered as 100 at k over TLS.
+func registeredOverTLS(t *testing.T, k *kamailio, st *station) {
+	t.Helper()
+	eventually(t, registerTimeout, "station registered over TLS",
+		all(k.registeredOver("100", "tls"), st.registrationIs("registered")))
+}
+
 // startTLSStation runs a station registered to k's TLS port as user 100,
 // trusting the CA in caPath; its bell calls 201 at k, over TLS too, its
 // microphone a 440 Hz tone. With own, the station has a server
@@ -65,13 +81,9 @@ func (st *station) registrationError() (state, msg string, err error) {
 func TestTLSRegisterAndCall(t *testing.T) {
 	t.Parallel()
 	requirePeers(t)
-	dir := t.TempDir()
-	ca := newTestCA(t, dir, "ca")
-	k := startTLSKamailio(t, ca)
-	p := startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
+	ca, k, p := tlsPeers(t)
 	st := startTLSStation(t, k, ca.Path, nil)
-	eventually(t, registerTimeout, "station registered over TLS",
-		all(k.registeredOver("100", "tls"), st.registrationIs("registered")))
+	registeredOverTLS(t, k, st)
 	if r := st.Status(t).Registration; r.Transport != "tls" || r.Address != k.TLSAddr {
 		t.Errorf("status registration transport %q address %q, want tls and kamailio's %s", r.Transport, r.Address, k.TLSAddr)
 	}
@@ -79,11 +91,7 @@ func TestTLSRegisterAndCall(t *testing.T) {
 	bellCallWithTones(t, st, p)
 
 	// kamailio routes a call to the station over its TLS connection.
-	mp, ms := p.Events.mark(), st.Events.mark()
-	p.Dial(t, k.URI("100"))
-	p.Events.waitFor(t, mp, "CALL_ESTABLISHED", 10*time.Second)
-	eventually(t, 5*time.Second, "station in the incoming call", st.callIs("active"))
-	st.Events.waitFor(t, ms, "answered", 5*time.Second)
+	phoneCallsStation(t, st, p, k)
 	p.Hangup(t)
 	eventually(t, 5*time.Second, "station idle", st.callIs("idle"))
 }
@@ -124,10 +132,7 @@ func TestTLSUnknownCARefused(t *testing.T) {
 func TestTLSStationCertificate(t *testing.T) {
 	t.Parallel()
 	requirePeers(t)
-	dir := t.TempDir()
-	ca := newTestCA(t, dir, "ca")
-	k := startTLSKamailio(t, ca)
-	p := startPhone(t, phoneOptions{User: "201", Registrar: k, ToneHz: 1000})
+	ca, k, p := tlsPeers(t)
 	st := startTLSStation(t, k, ca.Path, ca)
 	contact := "@" + st.SIPAddr + ";transport=tls"
 	eventually(t, registerTimeout, "station registered its listening address over TLS", all(st.registrationIs("registered"), func() error {
@@ -143,10 +148,6 @@ func TestTLSStationCertificate(t *testing.T) {
 		return fmt.Errorf("100 registered as %v, want a contact with %s", c["100"], contact)
 	}))
 
-	mp, ms := p.Events.mark(), st.Events.mark()
-	p.Dial(t, k.URI("100"))
-	p.Events.waitFor(t, mp, "CALL_ESTABLISHED", 10*time.Second)
-	eventually(t, 5*time.Second, "station in the incoming call", st.callIs("active"))
-	st.Events.waitFor(t, ms, "answered", 5*time.Second)
+	mp := phoneCallsStation(t, st, p, k)
 	hangupWithTones(t, st, p, mp)
 }

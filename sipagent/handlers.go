@@ -23,16 +23,38 @@ const maxUDPPayload = 65507
 // end at once. IP fragments what exceeds the path MTU.
 func init() { sip.UDPMTUSize = maxUDPPayload + 200 }
 
+// handledMethods are the methods the agent implements (see handler).
+var handledMethods = []sip.RequestMethod{sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.INFO, sip.OPTIONS, sip.NOTIFY, sip.UPDATE}
+
 func (a *Agent) routes() {
-	a.srv.OnInvite(a.guard(a.onInvite))
-	a.srv.OnAck(a.guard(a.onAck))
-	a.srv.OnBye(a.guard(a.onBye))
-	a.srv.OnCancel(a.guard(a.onCancel))
-	a.srv.OnInfo(a.guard(a.onInfo))
-	a.srv.OnOptions(a.guard(a.onOptions))
-	a.srv.OnNotify(a.guard(a.onNotify))
-	a.srv.OnUpdate(a.guard(a.onUpdate))
+	for _, m := range handledMethods {
+		a.srv.OnRequest(m, a.guard(a.handler(m)))
+	}
 	a.srv.OnNoRoute(a.guard(a.onNoRoute))
+}
+
+// handler is the agent's handler for method, unguarded: onNoRoute for a
+// method it does not implement.
+func (a *Agent) handler(method sip.RequestMethod) sipgo.RequestHandler {
+	switch method {
+	case sip.INVITE:
+		return a.onInvite
+	case sip.ACK:
+		return a.onAck
+	case sip.BYE:
+		return a.onBye
+	case sip.CANCEL:
+		return a.onCancel
+	case sip.INFO:
+		return a.onInfo
+	case sip.OPTIONS:
+		return a.onOptions
+	case sip.NOTIFY:
+		return a.onNotify
+	case sip.UPDATE:
+		return a.onUpdate
+	}
+	return a.onNoRoute
 }
 
 // guard is every request's way in. It drops, unanswered, requests from

@@ -251,27 +251,15 @@ func TestTCPIncomingOverRegistrationConnection(t *testing.T) {
 	if err := in.Call.Reject(sip.StatusBusyHere, "Busy Here"); err != nil {
 		t.Fatal(err)
 	}
-	timeout := time.After(waitLong)
-	for {
-		select {
-		case res := <-fl.resps:
-			if res.StatusCode < 200 {
-				continue
-			}
-			if res.StatusCode != sip.StatusBusyHere {
-				t.Errorf("final response %s", res.StartLine())
-			}
-			if e := waitEvent[CallEnded](t, a); e.Reason != ReasonRejected {
-				t.Errorf("CallEnded %+v", e)
-			}
-			select {
-			case <-reg.conns:
-				t.Error("the agent opened a second connection")
-			default:
-			}
-			return
-		case <-timeout:
-			t.Fatal("no final response on the registration connection")
-		}
+	if res := fl.final(t); res.StatusCode != sip.StatusBusyHere {
+		t.Errorf("final response %s", res.StartLine())
+	}
+	if e := waitEvent[CallEnded](t, a); e.Reason != ReasonRejected {
+		t.Errorf("CallEnded %+v", e)
+	}
+	select {
+	case <-reg.conns:
+		t.Error("the agent opened a second connection")
+	default:
 	}
 }

@@ -107,41 +107,16 @@ func newTLSRegistrar(t *testing.T, cert tls.Certificate, clientCAs *x509.CertPoo
 		conf.ClientAuth, conf.ClientCAs = tls.RequireAndVerifyClientCert, clientCAs
 	}
 	hellos := make(chan tlsHello, 10)
-	f := &tcpRegistrar{l: l, addr: l.Addr().(*net.TCPAddr).AddrPort(), conns: make(chan *tcpFlow, 10), answer: answer, pong: true}
-	f.wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			f.mu.Lock()
-			f.open = append(f.open, c)
-			f.mu.Unlock()
-			tc := tls.Server(c, conf)
-			err = tc.Handshake()
-			st := tc.ConnectionState()
-			hellos <- tlsHello{sni: st.ServerName, client: st.PeerCertificates, err: err}
-			if err != nil {
-				c.Close()
-				continue
-			}
-			fl := &tcpFlow{
-				conn: tc, remote: c.RemoteAddr().(*net.TCPAddr).AddrPort(),
-				reqs: make(chan *sip.Request, 100), resps: make(chan *sip.Response, 100),
-				pings: make(chan struct{}, 100), closed: make(chan struct{}),
-			}
-			f.conns <- fl
-			f.wg.Go(func() { f.serve(fl) })
-		}
-	})
-	t.Cleanup(func() {
-		l.Close()
-		f.mu.Lock()
-		for _, c := range f.open {
+	f := serveTCPRegistrar(t, l, answer, func(c net.Conn) net.Conn {
+		tc := tls.Server(c, conf)
+		err := tc.Handshake()
+		st := tc.ConnectionState()
+		hellos <- tlsHello{sni: st.ServerName, client: st.PeerCertificates, err: err}
+		if err != nil {
 			c.Close()
+			return nil
 		}
-		f.mu.Unlock()
-		f.wg.Wait()
+		return tc
 	})
 	return f, hellos
 }
@@ -401,20 +376,8 @@ func TestTLSIncomingOverRegistrationConnection(t *testing.T) {
 	if err := in.Call.Reject(sip.StatusBusyHere, "Busy Here"); err != nil {
 		t.Fatal(err)
 	}
-	timeout := time.After(waitLong)
-	for {
-		select {
-		case res := <-fl.resps:
-			if res.StatusCode < 200 {
-				continue
-			}
-			if res.StatusCode != sip.StatusBusyHere {
-				t.Errorf("final response %s", res.StartLine())
-			}
-			return
-		case <-timeout:
-			t.Fatal("no final response on the TLS connection")
-		}
+	if res := fl.final(t); res.StatusCode != sip.StatusBusyHere {
+		t.Errorf("final response %s", res.StartLine())
 	}
 }
 

@@ -175,6 +175,13 @@ func newTCPRegistrarAt(t *testing.T, network string, ip net.IP, answer answerFun
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveTCPRegistrar(t, l, answer, nil)
+}
+
+// serveTCPRegistrar runs a tcpRegistrar on l; wrap, when set, turns each
+// accepted connection into the one served, or nil to serve none.
+func serveTCPRegistrar(t *testing.T, l *net.TCPListener, answer answerFunc, wrap func(net.Conn) net.Conn) *tcpRegistrar {
+	t.Helper()
 	f := &tcpRegistrar{l: l, addr: l.Addr().(*net.TCPAddr).AddrPort(), conns: make(chan *tcpFlow, 10), answer: answer, pong: true}
 	f.wg.Go(func() {
 		for {
@@ -182,14 +189,19 @@ func newTCPRegistrarAt(t *testing.T, network string, ip net.IP, answer answerFun
 			if err != nil {
 				return
 			}
+			f.mu.Lock()
+			f.open = append(f.open, c)
+			f.mu.Unlock()
+			if wrap != nil {
+				if c = wrap(c); c == nil {
+					continue
+				}
+			}
 			fl := &tcpFlow{
 				conn: c, remote: c.RemoteAddr().(*net.TCPAddr).AddrPort(),
 				reqs: make(chan *sip.Request, 100), resps: make(chan *sip.Response, 100),
 				pings: make(chan struct{}, 100), closed: make(chan struct{}),
 			}
-			f.mu.Lock()
-			f.open = append(f.open, c)
-			f.mu.Unlock()
 			f.conns <- fl
 			f.wg.Go(func() { f.serve(fl) })
 		}
@@ -204,6 +216,23 @@ func newTCPRegistrarAt(t *testing.T, network string, ip net.IP, answer answerFun
 		f.wg.Wait()
 	})
 	return f
+}
+
+// final waits for the final response to the request the test wrote on fl.
+func (fl *tcpFlow) final(t *testing.T) *sip.Response {
+	t.Helper()
+	timeout := time.After(waitLong)
+	for {
+		select {
+		case res := <-fl.resps:
+			if res.StatusCode >= 200 {
+				return res
+			}
+		case <-timeout:
+			t.Fatal("no final response on the connection")
+			return nil
+		}
+	}
 }
 
 func (f *tcpRegistrar) serve(fl *tcpFlow) {
